@@ -1,0 +1,339 @@
+"""Reading image folders and feeding them to the graph through tf.data.
+
+Layout: <split_dir>/<class>/<image file>; classes are the string-sorted subfolder names of the
+train folder, and every split must hold the same class folders. Images stay uint8 in memory;
+augmentation and normalisation ((x - mean) / std, per-channel train statistics on the 0..255
+scale) happen per batch inside a tf.numpy_function, so no image array becomes a graph constant.
+
+API
+  read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img, skip_bad_images=False)
+                                  -> dict: images/labels per split, class_names, mean, std, ...
+  augment_image(img, rng)         -> the seed's OpenCV augmentation of one uint8 [H,W,C] image
+  apply_cutout(images, size, rng) -> zeroes one size x size square per image (in place)
+  num_train_batches(num_train, n_aug_img, batch_size) -> batches per training epoch
+  train_dataset(data, batch_size, seed=None, cutout_size=None)   shuffled, augmented, endless
+  eval_dataset(data, split, batch_size=100)                      one ordered pass over a split
+  reward_dataset(data, batch_size, seed=None)                    shuffled valid batches, endless
+Datasets yield (images float32 [B,H,W,C] normalised, labels int32 [B]).
+"""
+import math
+import os
+
+import cv2
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from utils import UserError
+
+SPLITS = ("train", "valid", "test")
+
+
+def _check_flags(channel, img_size, n_aug_img):
+    """Raise UserError for bad --channel, --img_size or --n_aug_img values."""
+    if channel not in (1, 3):
+        raise UserError("--channel must be 1 or 3, got %r" % (channel,))
+    if not isinstance(img_size, (int, np.integer)) or img_size <= 0 or img_size % 4:
+        raise UserError("--img_size must be a positive multiple of 4, got %r" % (img_size,))
+    if not isinstance(n_aug_img, (int, np.integer)) or n_aug_img < 1:
+        raise UserError("--n_aug_img must be an integer >= 1, got %r" % (n_aug_img,))
+
+
+def _visible(names):
+    """Sorted names without hidden entries (".DS_Store", ".ipynb_checkpoints")."""
+    return sorted(n for n in names if not n.startswith("."))
+
+
+def _list_classes(split_dir):
+    """Sorted class subfolder names of split_dir; UserError if missing or without classes."""
+    if not os.path.isdir(split_dir):
+        raise UserError("data folder %s does not exist (expected <class>/<image> subfolders)"
+                        % split_dir)
+    classes = [n for n in _visible(os.listdir(split_dir))
+               if os.path.isdir(os.path.join(split_dir, n))]
+    if not classes:
+        raise UserError("data folder %s has no class subfolders (expected <class>/<image>)"
+                        % split_dir)
+    return classes
+
+
+def _check_same_classes(split_dir, classes, train_classes):
+    """UserError naming split_dir and the first missing or extra class folder."""
+    missing = sorted(set(train_classes) - set(classes))
+    extra = sorted(set(classes) - set(train_classes))
+    if missing:
+        raise UserError("data folder %s lacks class folder '%s' that the train folder has"
+                        % (split_dir, missing[0]))
+    if extra:
+        raise UserError("data folder %s has class folder '%s' that the train folder lacks"
+                        % (split_dir, extra[0]))
+
+
+def _to_uint8(img):
+    """8-bit copy of a decoded image; 16-bit is scaled by 255/65535; None if unsupported."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return np.round(img / 257.0).astype(np.uint8)
+    return None
+
+
+def _decode(path, channel, img_size):
+    """Decode one file to uint8 [img_size, img_size, channel] (RGB when 3); None if unreadable."""
+    try:
+        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except (cv2.error, OSError, ValueError):
+        return None
+    if img is None or img.ndim not in (2, 3) or img.size == 0:
+        return None
+    img = _to_uint8(img)
+    if img is None:
+        return None
+    if img.ndim == 3:
+        n = img.shape[2]
+        if n in (1, 2):
+            img = img[:, :, 0]                      # gray (+ alpha)
+        elif n == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        elif n != 3:
+            return None
+    if channel == 1 and img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    elif channel == 3:
+        code = cv2.COLOR_GRAY2RGB if img.ndim == 2 else cv2.COLOR_BGR2RGB
+        img = cv2.cvtColor(img, code)
+    if img.shape[:2] != (img_size, img_size):
+        img = cv2.resize(img, (img_size, img_size), interpolation=cv2.INTER_LINEAR)
+    return img.reshape(img_size, img_size, channel)
+
+
+def _list_files(split_dir, classes):
+    """[(path, label)] of every regular file in each class folder; UserError for empty ones."""
+    files = []
+    for label, name in enumerate(classes):
+        folder = os.path.join(split_dir, name)
+        paths = [os.path.join(folder, f) for f in _visible(os.listdir(folder))]
+        paths = [p for p in paths if os.path.isfile(p)]
+        if not paths:
+            raise UserError("class folder %s has no image files" % folder)
+        files.extend((p, label) for p in paths)
+    return files
+
+
+def _read_split(split_dir, classes, channel, img_size, skip_bad_images):
+    """Read one split -> (uint8 [N,S,S,C], int32 [N], num_skipped)."""
+    files = _list_files(split_dir, classes)
+    images = np.empty((len(files), img_size, img_size, channel), np.uint8)
+    labels = np.empty(len(files), np.int32)
+    n = 0
+    for path, label in files:
+        img = _decode(path, channel, img_size)
+        if img is None:
+            if not skip_bad_images:
+                raise UserError("cannot read %s as an image (remove it or pass "
+                                "--skip_bad_images)" % path)
+            continue
+        images[n], labels[n] = img, label
+        n += 1
+    seen = set(labels[:n].tolist())
+    for label, name in enumerate(classes):
+        if label not in seen:
+            raise UserError("class folder %s has no readable image"
+                            % os.path.join(split_dir, name))
+    if n < len(files):
+        images, labels = images[:n].copy(), labels[:n].copy()
+    return images, labels, len(files) - n
+
+
+def _channel_stats(images, chunk_pixels=1 << 22):
+    """Per-channel mean and std (float32 [C]) of uint8 [N,H,W,C], two passes in float64 chunks."""
+    n, h, w, c = images.shape
+    step = max(1, chunk_pixels // (h * w * c))
+    count = float(n * h * w)
+    total = np.zeros(c, np.float64)
+    for i in range(0, n, step):
+        total += images[i:i + step].sum(axis=(0, 1, 2), dtype=np.float64)
+    mean = total / count
+    sq = np.zeros(c, np.float64)
+    for i in range(0, n, step):
+        sq += ((images[i:i + step].astype(np.float64) - mean) ** 2).sum(axis=(0, 1, 2))
+    std = np.sqrt(sq / count)
+    std[std == 0] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img,
+              skip_bad_images=False):
+    """Read the three split folders.
+
+    Returns {"images": {split: uint8 [N,S,S,C]}, "labels": {split: int32 [N]},
+    "class_names": [str], "mean": float32 [C], "std": float32 [C], "channel": int,
+    "img_size": int, "n_aug_img": int, "num_skipped": int}; S = img_size, C = channel.
+    """
+    _check_flags(channel, img_size, n_aug_img)
+    dirs = dict(zip(SPLITS, (train_dir, valid_dir, test_dir)))
+    classes = _list_classes(train_dir)
+    if len(classes) < 2:
+        raise UserError("data folder %s has %d class folder(s); at least 2 are needed"
+                        % (train_dir, len(classes)))
+    for split in SPLITS[1:]:
+        _check_same_classes(dirs[split], _list_classes(dirs[split]), classes)
+    data = {"images": {}, "labels": {}, "class_names": classes, "channel": int(channel),
+            "img_size": int(img_size), "n_aug_img": int(n_aug_img), "num_skipped": 0}
+    for split in SPLITS:
+        images, labels, skipped = _read_split(dirs[split], classes, channel, img_size,
+                                              skip_bad_images)
+        data["images"][split], data["labels"][split] = images, labels
+        data["num_skipped"] += skipped
+        print("%s: %d images, %d classes, %dx%dx%d%s" % (
+            split, len(labels), len(classes), img_size, img_size, channel,
+            ", %d unreadable files skipped" % skipped if skipped else ""))
+    data["mean"], data["std"] = _channel_stats(data["images"]["train"])
+    return data
+
+
+def _restore_channels(out, like):
+    """cv2 drops a trailing 1-channel axis: give `out` the shape of `like`."""
+    return out.reshape(like.shape)
+
+
+def _enlarge(img, rng):
+    """Zoom x1.2 about the centre, same size (warpAffine zoom-crop)."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), 0, 1.2)
+    return _restore_channels(cv2.warpAffine(img, m, (w, h)), img)
+
+
+def _rotate(img, rng):
+    """Rotate by a random integer angle in [-20, 20] degrees, black border."""
+    h, w = img.shape[:2]
+    angle = int(rng.integers(-20, 21))
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+    return _restore_channels(cv2.warpAffine(img, m, (w, h), borderValue=0), img)
+
+
+def _brightness_contrast(img, rng):
+    """out = saturate(img * alpha + beta), alpha = clip(U(0.1,1), 0.7, 1.3), beta = U(6,32)."""
+    alpha = np.clip(rng.uniform(0.1, 1.0), 0.7, 1.3)
+    beta = rng.uniform(6.0, 32.0)
+    out = img.astype(np.float32) * np.float32(alpha) + np.float32(beta)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _pepper(img, rng):
+    """Set each pixel (all its channels) to 0 with probability 0.1."""
+    out = img.copy()
+    out[rng.random(img.shape[:2]) < 0.1] = 0
+    return out
+
+
+def _flip(img, rng):
+    """Horizontal flip."""
+    return np.ascontiguousarray(img[:, ::-1])
+
+
+def augment_image(img, rng):
+    """Seed augmentation of one uint8 [H,W,C] image (C in 1, 3) -> uint8 [H,W,C].
+
+    Ops in order, each applied with probability 0.5 (only applied ops are computed):
+    enlarge x1.2, rotation, brightness/contrast, pepper noise, horizontal flip (C == 3 only).
+    rng: numpy.random.Generator.
+    """
+    ops = [_enlarge, _rotate, _brightness_contrast, _pepper]
+    if img.shape[-1] == 3:
+        ops.append(_flip)
+    apply = rng.random(len(ops)) < 0.5
+    out = np.ascontiguousarray(img)
+    for op, on in zip(ops, apply):
+        if on:
+            out = op(out, rng)
+    return out
+
+
+def apply_cutout(images, cutout_size, rng):
+    """Zero one cutout_size^2 square per image of float32 [B,H,W,C], in place; returns it.
+
+    The top-left corner is uniform in [0,H) x [0,W); the square is clipped at the border.
+    """
+    _, h, w, _ = images.shape
+    for img in images:
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        img[y:y + cutout_size, x:x + cutout_size, :] = 0.0
+    return images
+
+
+def num_train_batches(num_train, n_aug_img, batch_size):
+    """Batches in one training epoch: ceil(num_train * n_aug_img / batch_size)."""
+    return int(math.ceil(num_train * n_aug_img / float(batch_size)))
+
+
+def _batch_fn(data, split, seed, augment, cutout_size):
+    """numpy function (int64 indices [B], int64 batch_no) -> (float32 [B,H,W,C], int32 [B]).
+
+    Sample index i is image i % N, augmented iff augment and i >= N.
+    """
+    images, labels = data["images"][split], data["labels"][split]
+    mean, std = data["mean"], data["std"]
+    n = len(labels)
+
+    def fn(indices, batch_no):
+        rng = (np.random.default_rng() if seed is None
+               else np.random.default_rng([int(seed) % (1 << 63), int(batch_no)]))
+        idx = indices % n
+        x = images[idx]
+        if augment:
+            for j in np.flatnonzero(indices >= n):
+                x[j] = augment_image(x[j], rng)
+        x = (x.astype(np.float32) - mean) / std
+        if cutout_size:
+            apply_cutout(x, cutout_size, rng)
+        return x, labels[idx]
+    return fn
+
+
+def _to_batches(index_ds, data, fn, batch_dim=None):
+    """Zip index batches with a batch counter and map them through the numpy function fn."""
+    s, c = data["img_size"], data["channel"]
+
+    def py_map(indices, batch_no):
+        x, y = tf.numpy_function(fn, [indices, batch_no], [tf.float32, tf.int32])
+        x.set_shape([batch_dim, s, s, c])
+        y.set_shape([batch_dim])
+        return x, y
+    ds = tf.data.Dataset.zip((index_ds, tf.data.Dataset.range(1 << 62)))
+    ds = ds.map(py_map, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_batch_size(batch_size):
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise UserError("--batch_size must be a positive integer, got %r" % (batch_size,))
+
+
+def train_dataset(data, batch_size, seed=None, cutout_size=None):
+    """Endless training batches: (float32 [B,H,W,C] normalised, int32 [B]).
+
+    Each epoch shuffles range(N * n_aug_img) afresh (num_train_batches batches, the last may be
+    smaller); index i is image i % N, augmented when i >= N; optional cutout.
+    """
+    _check_batch_size(batch_size)
+    m = len(data["labels"]["train"]) * data["n_aug_img"]
+    idx = tf.data.Dataset.range(m).shuffle(m, seed=seed, reshuffle_each_iteration=True)
+    idx = idx.batch(batch_size).repeat()
+    return _to_batches(idx, data, _batch_fn(data, "train", seed, True, cutout_size))
+
+
+def eval_dataset(data, split, batch_size=100):
+    """One ordered pass over split: (float32 [B,H,W,C] normalised, int32 [B]), last B smaller."""
+    _check_batch_size(batch_size)
+    idx = tf.data.Dataset.range(len(data["labels"][split])).batch(batch_size)
+    return _to_batches(idx, data, _batch_fn(data, split, 0, False, None))
+
+
+def reward_dataset(data, batch_size, seed=None):
+    """Endless shuffled valid batches of min(batch_size, N_valid) images, no augmentation."""
+    _check_batch_size(batch_size)
+    n = len(data["labels"]["valid"])
+    b = min(batch_size, n)
+    idx = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    idx = idx.batch(b, drop_remainder=True).repeat()
+    return _to_batches(idx, data, _batch_fn(data, "valid", seed, False, None), batch_dim=b)

@@ -1,0 +1,346 @@
+"""The child network of ENAS micro search (spec §2): a stack of normal and reduction cells.
+
+API
+  reduction_layers(num_layers)  ids of the two reduction cells: [n//3, 2*(n//3)+1]
+  MicroChild(...)
+    .model(images, is_training, normal_arc, reduce_arc) -> (logits [N, classes], aux_logits or None)
+    .build_train(images, labels, normal_arc, reduce_arc) -> dict of loss, train_op, lr, grad_norm, ...
+    .build_eval(images, labels, normal_arc, reduce_arc)  -> (num_correct, predictions)
+
+Two modes, side by side:
+  fixed arc (`fixed_arc` given): the arcs are Python lists; each cell is built once, reduction cells use
+    stride-2 ops, drop path on ops 0-3, unused nodes concatenated (§2.4). Eval uses moving BN statistics.
+  search (`fixed_arc` None): the arcs are int32 [4B] tensors sampled per step; weights are shared per
+    (layer, cell, slot, input index); each node runs only its sampled input and op through
+    tf.switch_case; unused nodes are concatenated and projected back by a 1x1 conv (§2.3). BN always
+    uses batch statistics (shared weights have no per-architecture moving statistics).
+Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
+"""
+import tensorflow.compat.v1 as tf
+
+import ops
+import utils
+
+AUX_LOSS_WEIGHT = 0.4
+
+
+def reduction_layers(num_layers):
+    """Layer ids of the reduction cells among num_layers + 2 cells (the paper's two reductions)."""
+    pool_distance = num_layers // 3
+    return [pool_distance, 2 * pool_distance + 1]
+
+
+class MicroChild(object):
+    def __init__(self, num_classes, num_layers=6, num_cells=5, out_filters=20, keep_prob=1.0,
+                 drop_path_keep_prob=None, use_aux_heads=True, l2_reg=1e-4, grad_bound=5.0,
+                 lr_max=0.05, lr_min=0.0005, lr_T_0=10, lr_T_mul=2, num_train_batches=1,
+                 num_epochs=1, data_format="NHWC", fixed_arc=None, name="child"):
+        """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints."""
+        self.num_classes = num_classes
+        self.num_layers = num_layers
+        self.num_cells = num_cells
+        self.out_filters = out_filters
+        self.keep_prob = keep_prob
+        self.drop_path_keep_prob = drop_path_keep_prob
+        self.use_aux_heads = use_aux_heads
+        self.l2_reg = l2_reg
+        self.grad_bound = grad_bound
+        self.lr_args = dict(lr_max=lr_max, lr_min=lr_min, T_0=lr_T_0, T_mul=lr_T_mul)
+        self.num_train_batches = num_train_batches
+        self.num_train_steps = num_epochs * num_train_batches
+        self.data_format = data_format
+        self.fixed_arc = fixed_arc
+        self.search = fixed_arc is None
+        self.name = name
+        self.pool_layers = reduction_layers(num_layers)
+        self.aux_head_layer = self.pool_layers[-1] + 1
+        self.global_step = tf.train.get_or_create_global_step()
+
+    # ----------------------------------------------------------------------------------- network
+    def model(self, images, is_training, normal_arc=None, reduce_arc=None):
+        """images: float32 [N, H, W, C] -> (logits [N, num_classes], aux_logits [N, num_classes] or None).
+
+        is_training: dropout, drop path and (fixed mode) batch statistics in BN. The aux head is built
+        only for training graphs, where its loss is used.
+        """
+        if normal_arc is None:
+            normal_arc, reduce_arc = self.fixed_arc
+        if self.data_format == "NCHW":
+            images = tf.transpose(images, [0, 3, 1, 2])
+        with tf.variable_scope(self.name, reuse=tf.AUTO_REUSE):
+            x = self._stem(images, is_training)
+            layers, out_filters, aux_logits = [x, x], self.out_filters, None
+            for layer_id in range(self.num_layers + 2):
+                reduction = layer_id in self.pool_layers
+                out_filters *= 2 if reduction else 1
+                arc = reduce_arc if reduction else normal_arc
+                with tf.variable_scope("layer_{}".format(layer_id)):
+                    x = self._layer(layer_id, layers, arc, out_filters, reduction, is_training)
+                layers = [layers[-1], x]
+                if self.use_aux_heads and is_training and layer_id == self.aux_head_layer:
+                    aux_logits = self._aux_head(x)
+            return self._head(x, is_training), aux_logits
+
+    def _bn_training(self, is_training):
+        return is_training or self.search
+
+    def _stem(self, images, is_training):
+        """3x3 conv to 3 * out_filters channels, then BN (no ReLU: every op starts with its own)."""
+        with tf.variable_scope("stem_conv"):
+            in_c = images.get_shape().as_list()[3 if self.data_format == "NHWC" else 1]
+            w = ops.create_weight("w", [3, 3, in_c, 3 * self.out_filters])
+            x = tf.nn.conv2d(images, w, [1, 1, 1, 1], "SAME", data_format=self.data_format)
+            return ops.batch_norm(x, self._bn_training(is_training), self.data_format)
+
+    def _layer(self, layer_id, layers, arc, out_filters, reduction, is_training):
+        if not self.search:
+            stride = 2 if reduction else 1
+            return self._fixed_layer(layer_id, layers, arc, out_filters, stride, is_training)
+        if reduction:
+            x = ops.factorized_reduction(layers[-1], out_filters, True, self.data_format)
+            layers = [layers[-1], x]
+        return self._enas_layer(layers, arc, out_filters)
+
+    def _calibrate(self, layers, out_filters, is_training):
+        """Brings the two cell inputs to the same H, W and to out_filters channels (§2.6)."""
+        df, bn_training = self.data_format, self._bn_training(is_training)
+        x, y = layers
+        with tf.variable_scope("calibrate"):
+            if ops.height(x, df) != ops.height(y, df):
+                assert ops.height(x, df) == 2 * ops.height(y, df)
+                with tf.variable_scope("pool_x"):
+                    x = ops.factorized_reduction(tf.nn.relu(x), out_filters, bn_training, df)
+            elif ops.channels(x, df) != out_filters:
+                x = ops.relu_conv_bn(x, out_filters, bn_training, df, "pool_x")
+            if ops.channels(y, df) != out_filters:
+                y = ops.relu_conv_bn(y, out_filters, bn_training, df, "pool_y")
+        return [x, y]
+
+    def _aux_head(self, x):
+        """Auxiliary classifier after the second reduction (§2.7); trained (spec difference 2).
+
+        ReLU -> 5x5 avg pool stride 3 (VALID, or SAME when the map is smaller than 5) -> 1x1 conv 128
+        -> BN -> ReLU -> hw x hw conv 768 -> BN -> ReLU -> global pool -> linear.
+        """
+        df = self.data_format
+        with tf.variable_scope("aux_head"):
+            x = tf.nn.relu(x)
+            padding = "VALID" if ops.height(x, df) >= 5 else "SAME"
+            ksize = [1, 5, 5, 1] if df == "NHWC" else [1, 1, 5, 5]
+            x = tf.nn.avg_pool2d(x, ksize, ops.strides(3, df), padding, data_format=df)
+            for scope, filters, k in [("proj", 128, 1), ("avg_pool", 768, ops.height(x, df))]:
+                with tf.variable_scope(scope):
+                    w = ops.create_weight("w", [k, k, ops.channels(x, df), filters])
+                    x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=df)
+                    x = tf.nn.relu(ops.batch_norm(x, True, df))
+            return ops.fully_connected(ops.global_avg_pool(x, df), self.num_classes)
+
+    def _head(self, x, is_training):
+        """ReLU -> global average pool -> dropout (training only) -> linear to num_classes."""
+        x = ops.global_avg_pool(tf.nn.relu(x), self.data_format)
+        if is_training and self.keep_prob < 1.0:
+            x = tf.nn.dropout(x, rate=1.0 - self.keep_prob)
+        return ops.fully_connected(x, self.num_classes)
+
+    # ------------------------------------------------------------------------- fixed-arc cell
+    def _fixed_layer(self, layer_id, prev_layers, arc, out_filters, stride, is_training):
+        """A cell with a known arc (§2.4). Returns [N, H/stride, W/stride, n_unused * out_filters]."""
+        bn_training = self._bn_training(is_training)
+        layers = self._calibrate(prev_layers, out_filters, is_training)
+        layers[1] = ops.relu_conv_bn(layers[1], out_filters, bn_training, self.data_format, "layer_base")
+        used = [0] * (self.num_cells + 2)
+        for cell_id in range(self.num_cells):
+            x_id, x_op, y_id, y_op = arc[4 * cell_id: 4 * cell_id + 4]
+            with tf.variable_scope("cell_{}".format(cell_id)):
+                x = self._fixed_op(layers[x_id], x_op, stride if x_id < 2 else 1, out_filters,
+                                   layer_id, is_training, "x_conv")
+                y = self._fixed_op(layers[y_id], y_op, stride if y_id < 2 else 1, out_filters,
+                                   layer_id, is_training, "y_conv")
+            used[x_id] += 1
+            used[y_id] += 1
+            layers.append(x + y)
+        return self._fixed_combine(layers, used, out_filters, bn_training)
+
+    def _fixed_op(self, x, op_id, stride, out_filters, layer_id, is_training, name):
+        """One of the five ops on one input; drop path on ops 0-3 while training."""
+        df, bn_training = self.data_format, self._bn_training(is_training)
+        with tf.variable_scope(name):
+            if op_id in (0, 1):
+                x = self._fixed_conv(x, 3 if op_id == 0 else 5, out_filters, stride, bn_training)
+            elif op_id in (2, 3):
+                x = ops.pool(x, op_id, stride, df)
+            elif stride > 1:
+                x = ops.factorized_reduction(x, out_filters, bn_training, df)
+            if ops.channels(x, df) != out_filters:
+                x = ops.relu_conv_bn(x, out_filters, bn_training, df, "proj")
+            if op_id != 4 and is_training and self.drop_path_keep_prob is not None:
+                x = ops.drop_path(x, self._drop_path_keep_prob(layer_id))
+        return x
+
+    def _fixed_conv(self, x, kernel, out_filters, stride, bn_training):
+        """Two stacked ReLU -> separable conv (kernel x kernel) -> BN blocks; stride on the first."""
+        df = self.data_format
+        for conv_id in range(2):
+            with tf.variable_scope("sep_conv_{}".format(conv_id)):
+                inp_c = ops.channels(x, df)
+                w_depth = ops.create_weight("w_depth", [kernel, kernel, inp_c, 1])
+                w_point = ops.create_weight("w_point", [1, 1, inp_c, out_filters])
+                x = tf.nn.separable_conv2d(tf.nn.relu(x), w_depth, w_point,
+                                           ops.strides(stride if conv_id == 0 else 1, df), "SAME",
+                                           data_format=df)
+                x = ops.batch_norm(x, bn_training, df)
+        return x
+
+    def _drop_path_keep_prob(self, layer_id):
+        """keep = 1 - min(1, step / total_steps) * (1 - keep_layer): deeper cells and later steps drop more."""
+        layer_ratio = float(layer_id + 1) / (self.num_layers + 2)
+        keep_layer = 1.0 - layer_ratio * (1.0 - self.drop_path_keep_prob)
+        step = tf.cast(self.global_step + 1, tf.float32)
+        step_ratio = tf.minimum(1.0, step / float(max(1, self.num_train_steps)))
+        return 1.0 - step_ratio * (1.0 - keep_layer)
+
+    def _fixed_combine(self, layers, used, out_filters, bn_training):
+        """Concatenates every unused node (inputs included) on channels; a 2x larger one is reduced first."""
+        df = self.data_format
+        out_hw = min(ops.height(layer, df) for layer, u in zip(layers, used) if u == 0)
+        out = []
+        with tf.variable_scope("final_combine"):
+            for i, layer in enumerate(layers):
+                if used[i] > 0:
+                    continue
+                if ops.height(layer, df) > out_hw:
+                    with tf.variable_scope("calibrate_{}".format(i)):
+                        layer = ops.factorized_reduction(layer, out_filters, bn_training, df)
+                out.append(layer)
+        return tf.concat(out, axis=3 if df == "NHWC" else 1)
+
+    # ------------------------------------------------------------------- shared-weight cell
+    def _enas_layer(self, prev_layers, arc, out_filters):
+        """A cell whose arc is an int32 [4B] tensor (§2.3). Returns [N, H, W, out_filters]."""
+        layers = self._calibrate(prev_layers, out_filters, True)
+        used = []
+        for cell_id in range(self.num_cells):
+            with tf.variable_scope("cell_{}".format(cell_id)):
+                x = self._enas_node_input(layers, arc[4 * cell_id], arc[4 * cell_id + 1], cell_id,
+                                          out_filters, "x")
+                y = self._enas_node_input(layers, arc[4 * cell_id + 2], arc[4 * cell_id + 3], cell_id,
+                                          out_filters, "y")
+            used.append(tf.one_hot(arc[4 * cell_id], self.num_cells + 2, dtype=tf.int32))
+            used.append(tf.one_hot(arc[4 * cell_id + 2], self.num_cells + 2, dtype=tf.int32))
+            layers.append(x + y)
+        return self._enas_combine(layers, tf.add_n(used), out_filters)
+
+    def _enas_node_input(self, layers, prev_id, op_id, cell_id, out_filters, slot):
+        """Runs only the sampled op on only the sampled input.
+
+        The weights of all candidates are created here, outside the branches (so they exist and are
+        shared whatever is sampled); tf.switch_case then executes just one input pick and one op.
+        """
+        with tf.variable_scope(slot):
+            sep_rows = [self._enas_conv_rows(prev_id, self._enas_conv_weights(cell_id, k, out_filters),
+                                             out_filters) for k in (3, 5)]
+        x = tf.switch_case(prev_id, [lambda i=i: tf.identity(layers[i]) for i in range(len(layers))])
+        branches = [
+            lambda: self._enas_conv(x, sep_rows[0]),
+            lambda: self._enas_conv(x, sep_rows[1]),
+            lambda: ops.pool(x, 2, 1, self.data_format),
+            lambda: ops.pool(x, 3, 1, self.data_format),
+            lambda: tf.identity(x),
+        ]
+        return tf.switch_case(op_id, branches)
+
+    def _enas_conv_weights(self, cell_id, kernel, out_filters):
+        """Weight tables of one sep conv op, one row per possible input (cell_id + 2 rows).
+
+        Returns a list of two dicts (one per stacked block) of variables:
+        w_depth [rows, k*k*C], w_point [rows, C*out], offset/scale [rows, out].
+        """
+        rows, inp_c = cell_id + 2, out_filters
+        stack = []
+        with tf.variable_scope("conv_{0}x{0}".format(kernel)):
+            for conv_id in range(2):
+                with tf.variable_scope("stack_{}".format(conv_id)):
+                    stack.append(dict(
+                        kernel=kernel,
+                        w_depth=ops.create_weight("w_depth", [rows, kernel * kernel * inp_c]),
+                        w_point=ops.create_weight("w_point", [rows, inp_c * out_filters]),
+                        offset=ops.create_weight("bn/offset", [rows, out_filters], tf.zeros_initializer()),
+                        scale=ops.create_weight("bn/scale", [rows, out_filters], tf.ones_initializer())))
+        return stack
+
+    def _enas_conv_rows(self, prev_id, stack, inp_c):
+        """The rows of input prev_id from the weight tables, reshaped to conv and BN weights.
+
+        Gathered outside tf.switch_case: the rows are tiny, and keeping IndexedSlices out of the
+        branch functions keeps their gradient graphs small.
+        """
+        rows = []
+        for weights in stack:
+            k = weights["kernel"]
+            rows.append(dict(
+                w_depth=tf.reshape(tf.gather(weights["w_depth"], prev_id), [k, k, inp_c, 1]),
+                w_point=tf.reshape(tf.gather(weights["w_point"], prev_id), [1, 1, inp_c, -1]),
+                scale=tf.gather(weights["scale"], prev_id),
+                offset=tf.gather(weights["offset"], prev_id)))
+        return rows
+
+    def _enas_conv(self, x, rows):
+        """Two ReLU -> separable conv -> BN (batch statistics) blocks with the given weight rows."""
+        df = self.data_format
+        for w in rows:
+            x = tf.nn.separable_conv2d(tf.nn.relu(x), w["w_depth"], w["w_point"], [1, 1, 1, 1], "SAME",
+                                       data_format=df)
+            x, _, _ = tf.nn.fused_batch_norm(x, w["scale"], w["offset"], epsilon=ops.BN_EPSILON,
+                                             data_format=df, is_training=True)
+        return x
+
+    def _enas_combine(self, layers, used, out_filters):
+        """Concatenates the nodes no other node used and projects them back to out_filters (1x1 conv)."""
+        df = self.data_format
+        indices = tf.reshape(tf.cast(tf.where(tf.equal(used, 0)), tf.int32), [-1])
+        num_outs = tf.size(indices)
+        out = tf.gather(tf.stack(layers, axis=0), indices, axis=0)
+        shape = tf.shape(layers[0])
+        if df == "NHWC":
+            out = tf.transpose(out, [1, 2, 3, 0, 4])
+            out = tf.reshape(out, [shape[0], shape[1], shape[2], num_outs * out_filters])
+        else:
+            out = tf.transpose(out, [1, 0, 2, 3, 4])
+            out = tf.reshape(out, [shape[0], num_outs * out_filters, shape[2], shape[3]])
+        with tf.variable_scope("final_conv"):
+            w = ops.create_weight("w", [self.num_cells + 2, out_filters * out_filters])
+            w = tf.reshape(tf.gather(w, indices, axis=0), [1, 1, num_outs * out_filters, out_filters])
+            out = tf.nn.conv2d(tf.nn.relu(out), w, [1, 1, 1, 1], "SAME", data_format=df)
+            out = ops.batch_norm(out, True, df)
+        out.set_shape(layers[0].get_shape())
+        return out
+
+    # -------------------------------------------------------------------------------- training
+    def build_train(self, images, labels, normal_arc=None, reduce_arc=None):
+        """Loss, Nesterov-momentum train op with cosine LR, L2 and global-norm clipping.
+
+        images [N, H, W, C] float32, labels [N] int32. Returns a dict with loss (CE + 0.4 aux CE,
+        without L2, as logged by the original), train_op, lr, grad_norm, train_acc (correct count).
+        """
+        logits, aux_logits = self.model(images, True, normal_arc, reduce_arc)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels))
+        if aux_logits is not None:
+            loss += AUX_LOSS_WEIGHT * tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(logits=aux_logits, labels=labels))
+        variables = [v for v in tf.trainable_variables() if v.name.startswith(self.name + "/")]
+        l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
+        grads = tf.gradients(loss + self.l2_reg * l2, variables)
+        grads, grad_norm = utils.clip_gradients(grads, self.grad_bound)
+        lr = utils.cosine_lr(self.global_step, self.num_train_batches, **self.lr_args)
+        optimizer = tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=True)
+        train_op = optimizer.apply_gradients(zip(grads, variables), global_step=self.global_step)
+        predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
+        train_acc = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))
+        return dict(loss=loss, train_op=train_op, lr=lr, grad_norm=grad_norm, train_acc=train_acc,
+                    num_params=utils.count_params(variables))
+
+    def build_eval(self, images, labels, normal_arc=None, reduce_arc=None):
+        """Inference graph (no dropout / drop path). Returns (num_correct int32, predictions [N] int32)."""
+        logits, _ = self.model(images, False, normal_arc, reduce_arc)
+        predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
+        return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32)), predictions

@@ -1,0 +1,333 @@
+"""ENAS micro-search controller (TF1 graph mode through tensorflow.compat.v1).
+
+An LSTM samples two cell architectures, a normal and a reduce cell. For each of
+the B = num_cells nodes it picks two inputs (with attention over the previous
+nodes, the "anchors") and two ops (a softmax over num_branches), four integers
+per node. It is trained with REINFORCE against a moving-average baseline.
+
+Callers must use resource variables:
+    tf.disable_v2_behavior(); tf.enable_resource_variables()
+
+API
+  MicroController(num_branches=5, num_cells=5, lstm_size=64, lstm_num_layers=1,
+                  tanh_constant=None, op_tanh_reduce=1.0, temperature=None,
+                  lr=0.0035, l2_reg=0.0, entropy_weight=None, bl_dec=0.99,
+                  num_aggregate=10, name="controller")
+    .sample_arc          (normal_arc, reduce_arc), two int32 [4*num_cells]
+                         tensors; position 4(l-2)+2i is index_i of node l,
+                         4(l-2)+2i+1 is op_i
+    .sample_entropy      float32 scalar, sum of the entropies of all decisions
+    .sample_log_prob     float32 scalar, sum of -log pi of all decisions
+    .sample_logits       (normal, reduce), two float32 [4*num_cells, W] tensors:
+                         the logits each decision was sampled from, row r
+                         valid in its first r//4+2 (index rows) or
+                         num_branches (op rows) columns, zero padded to
+                         W = max(num_cells + 1, num_branches)
+    .build_trainer(valid_acc)   valid_acc: float32 scalar computed by the
+                         caller from sample_arc in the same sess.run. Adds
+                         valid_acc, reward, baseline, baseline_var, loss,
+                         grads, grad_norm, lr, optimizer, train_step,
+                         train_op, accum_count, accumulators.
+                         reward and baseline carry the baseline EMA update
+                         as a control dependency (as in the original): fetch
+                         them together with train_op, read baseline_var
+                         for a side-effect-free value.
+
+One run of train_op = one sampled architecture: the baseline is updated, the
+gradients of that sample are added to accumulators, and every num_aggregate
+runs ONE Adam step is applied with their average (train_step counts those).
+"""
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+
+def lstm_step(x, prev_c, prev_h, w_lstm):
+    """One step of a stacked LSTM without bias, gate order i, f, o, g.
+
+    x: [1, size]; prev_c, prev_h: lists (one per layer) of [1, size];
+    w_lstm: list of [2*size, 4*size]. Returns (next_c, next_h), lists.
+    """
+    next_c, next_h = [], []
+    inputs = x
+    for c, h, w in zip(prev_c, prev_h, w_lstm):
+        ifog = tf.matmul(tf.concat([inputs, h], axis=1), w)
+        i, f, o, g = tf.split(ifog, 4, axis=1)
+        c_new = tf.sigmoid(i) * tf.tanh(g) + tf.sigmoid(f) * c
+        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        next_c.append(c_new)
+        next_h.append(h_new)
+        inputs = h_new
+    return next_c, next_h
+
+
+def _sample_from(logits):
+    """Sample one entry of logits [1, n].
+
+    Returns (choice int32 [1], -log pi [1], stop_gradient(entropy) [1]).
+    """
+    choice = tf.reshape(tf.cast(tf.random.categorical(logits, 1), tf.int32), [1])
+    log_prob = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        logits=logits, labels=choice)
+    probs = tf.nn.softmax(logits)
+    entropy = tf.stop_gradient(-tf.reduce_sum(
+        probs * tf.nn.log_softmax(logits), axis=1))
+    return choice, log_prob, entropy
+
+
+class MicroController(object):
+    """Samples (normal_arc, reduce_arc) and trains itself with REINFORCE."""
+
+    def __init__(self, num_branches=5, num_cells=5, lstm_size=64,
+                 lstm_num_layers=1, tanh_constant=None, op_tanh_reduce=1.0,
+                 temperature=None, lr=0.0035, l2_reg=0.0, entropy_weight=None,
+                 bl_dec=0.99, num_aggregate=10, name="controller"):
+        self.num_branches = num_branches
+        self.num_cells = num_cells
+        self.lstm_size = lstm_size
+        self.lstm_num_layers = lstm_num_layers
+        self.tanh_constant = tanh_constant
+        self.op_tanh_reduce = op_tanh_reduce
+        self.temperature = temperature
+        self.lr_value = lr
+        self.l2_reg = l2_reg
+        self.entropy_weight = entropy_weight
+        self.bl_dec = bl_dec
+        self.num_aggregate = num_aggregate
+        self.name = name
+        self.logits_width = max(num_cells + 1, num_branches)
+        self._create_params()
+        self._build_both_samplers()
+
+    def _create_params(self):
+        """Creates the LSTM, embedding, softmax and attention parameters."""
+        size, nb = self.lstm_size, self.num_branches
+        init = tf.random_uniform_initializer(-0.1, 0.1)
+        with tf.variable_scope(self.name, initializer=init) as scope:
+            self._scope = scope
+            self.w_lstm = []
+            for layer_id in range(self.lstm_num_layers):
+                with tf.variable_scope("lstm/layer_{}".format(layer_id)):
+                    self.w_lstm.append(
+                        tf.get_variable("w", [2 * size, 4 * size]))
+            self.g_emb = tf.get_variable("g_emb", [1, size])
+            with tf.variable_scope("emb"):
+                self.w_emb = tf.get_variable("w", [nb, size])
+            with tf.variable_scope("softmax"):
+                self.w_soft = tf.get_variable("w", [size, nb])
+                b_init = np.array([10.0] * 2 + [0.0] * (nb - 2), np.float32)
+                self.b_soft = tf.get_variable(
+                    "b", [1, nb], initializer=tf.constant_initializer(b_init))
+                self.b_soft_no_learn = tf.constant(
+                    [[0.25] * 2 + [-0.25] * (nb - 2)], tf.float32)
+            with tf.variable_scope("attention"):
+                self.w_attn_1 = tf.get_variable("w_1", [size, size])
+                self.w_attn_2 = tf.get_variable("w_2", [size, size])
+                self.v_attn = tf.get_variable("v", [size, 1])
+
+    def _build_both_samplers(self):
+        """Normal sampler from a zero state, reduce sampler from its end state."""
+        with tf.name_scope(self.name + "_sampler"):
+            zeros = [tf.zeros([1, self.lstm_size], tf.float32)
+                     for _ in range(self.lstm_num_layers)]
+            normal = self._build_sampler(zeros, zeros, use_bias=True)
+            reduce = self._build_sampler(normal["c"], normal["h"],
+                                         use_bias=False)
+        self.sample_arc = (normal["arc"], reduce["arc"])
+        self.sample_entropy = normal["entropy"] + reduce["entropy"]
+        self.sample_log_prob = normal["log_prob"] + reduce["log_prob"]
+        self.sample_logits = (normal["logits"], reduce["logits"])
+
+    def _scale_logits(self, logits, tanh_scale):
+        """Temperature, then tanh_scale * tanh (each only when set)."""
+        if self.temperature is not None:
+            logits = logits / self.temperature
+        if self.tanh_constant is not None:
+            logits = tanh_scale * tf.tanh(logits)
+        return logits
+
+    def _index_logits(self, layer_id, h, anchors_w_1):
+        """Attention logits [1, layer_id] over the nodes before layer_id.
+
+        h: [1, size]; anchors_w_1: TensorArray of [1, size] (h_j . w_attn_1).
+        """
+        query = anchors_w_1.gather(tf.range(layer_id))
+        query = tf.reshape(query, [layer_id, self.lstm_size])
+        query = tf.tanh(query + tf.matmul(h, self.w_attn_2))
+        logits = tf.reshape(tf.matmul(query, self.v_attn), [1, layer_id])
+        return self._scale_logits(logits, self.tanh_constant)
+
+    def _op_logits(self, h, use_bias):
+        """Op logits [1, num_branches] from h [1, size]."""
+        logits = tf.matmul(h, self.w_soft) + self.b_soft
+        if self.tanh_constant is not None:
+            scale = self.tanh_constant / self.op_tanh_reduce
+        else:
+            scale = None
+        logits = self._scale_logits(logits, scale)
+        if use_bias:
+            logits = logits + self.b_soft_no_learn
+        return logits
+
+    def _pad(self, logits):
+        """Zero-pads logits [1, n] to [1, logits_width]."""
+        pad = self.logits_width - tf.shape(logits)[1]
+        return tf.reshape(tf.pad(logits, [[0, 0], [0, pad]]),
+                          [1, self.logits_width])
+
+    def _warm_up(self, prev_c, prev_h):
+        """Two LSTM steps on g_emb, creating anchors 0 and 1 (zeros).
+
+        Returns (c, h, anchors, anchors_w_1); the TensorArrays hold [1, size].
+        """
+        n = self.num_cells + 2
+        anchors = tf.TensorArray(tf.float32, size=n, clear_after_read=False)
+        anchors_w_1 = tf.TensorArray(tf.float32, size=n,
+                                     clear_after_read=False)
+        for layer_id in range(2):
+            prev_c, prev_h = lstm_step(self.g_emb, prev_c, prev_h, self.w_lstm)
+            anchors = anchors.write(layer_id, tf.zeros_like(prev_h[-1]))
+            anchors_w_1 = anchors_w_1.write(
+                layer_id, tf.matmul(prev_h[-1], self.w_attn_1))
+        return prev_c, prev_h, anchors, anchors_w_1
+
+    def _node_body(self, use_bias, layer_id, inputs, c, h, anchors,
+                   anchors_w_1, arc_seq, all_logits, entropy, log_prob):
+        """Samples index_1, index_2, op_1, op_2 of node layer_id (while body)."""
+        start_id = 4 * (layer_id - 2)
+        for i in range(4):
+            c, h = lstm_step(inputs, c, h, self.w_lstm)
+            if i < 2:
+                logits = self._index_logits(layer_id, h[-1], anchors_w_1)
+            else:
+                logits = self._op_logits(h[-1], use_bias)
+            choice, curr_log_prob, curr_ent = _sample_from(logits)
+            pos = start_id + 2 * (i % 2) + i // 2
+            arc_seq = arc_seq.write(pos, choice)
+            all_logits = all_logits.write(pos, self._pad(logits))
+            log_prob += curr_log_prob
+            entropy += curr_ent
+            if i < 2:
+                inputs = anchors.read(tf.reduce_sum(choice))
+            else:
+                inputs = tf.nn.embedding_lookup(self.w_emb, choice)
+        c, h = lstm_step(inputs, c, h, self.w_lstm)
+        anchors = anchors.write(layer_id, h[-1])
+        anchors_w_1 = anchors_w_1.write(layer_id,
+                                        tf.matmul(h[-1], self.w_attn_1))
+        return (layer_id + 1, self.g_emb, c, h, anchors, anchors_w_1,
+                arc_seq, all_logits, entropy, log_prob)
+
+    def _build_sampler(self, prev_c, prev_h, use_bias):
+        """Samples one cell: 4*num_cells decisions, starting from (c, h).
+
+        prev_c, prev_h: lists of [1, size]. Returns a dict with "arc" int32
+        [4B], "entropy" and "log_prob" float32 scalars, "logits" float32
+        [4B, W], and the final state "c", "h" (lists of [1, size]).
+        """
+        c, h, anchors, anchors_w_1 = self._warm_up(prev_c, prev_h)
+        num = 4 * self.num_cells
+        loop_vars = [
+            tf.constant(2, tf.int32), self.g_emb, c, h, anchors, anchors_w_1,
+            tf.TensorArray(tf.int32, size=num),
+            tf.TensorArray(tf.float32, size=num),
+            tf.zeros([1], tf.float32), tf.zeros([1], tf.float32)]
+        out = tf.while_loop(
+            lambda layer_id, *args: tf.less(layer_id, self.num_cells + 2),
+            lambda *args: self._node_body(use_bias, *args),
+            loop_vars, parallel_iterations=1)
+        return {"arc": tf.reshape(out[6].stack(), [num]),
+                "logits": tf.reshape(out[7].stack(), [num, self.logits_width]),
+                "entropy": tf.reduce_sum(out[8]),
+                "log_prob": tf.reduce_sum(out[9]),
+                "c": out[2], "h": out[3]}
+
+    def _build_baseline(self):
+        """reward, and the baseline EMA updated as a control dep of reward.
+
+        Sets self.reward (scalar), self.baseline_var (variable) and
+        self.baseline (its value after this run's update, scalar).
+        """
+        reward = self.valid_acc
+        if self.entropy_weight is not None:
+            reward = reward + self.entropy_weight * self.sample_entropy
+        self.baseline_var = tf.get_variable(
+            "baseline", [], tf.float32, initializer=tf.zeros_initializer(),
+            trainable=False)
+        update = self.baseline_var.assign_sub(
+            (1.0 - self.bl_dec) * (self.baseline_var - reward))
+        with tf.control_dependencies([update]):
+            self.reward = tf.identity(reward, name="reward")
+            self.baseline = tf.identity(self.baseline_var.read_value(),
+                                        name="baseline")
+
+    def _build_loss(self, tf_variables):
+        """loss = sum(-log pi) * (reward - baseline) [+ l2]; scalar."""
+        advantage = tf.stop_gradient(self.reward) - self.baseline
+        loss = self.sample_log_prob * advantage
+        if self.l2_reg > 0:
+            l2 = tf.add_n([tf.reduce_sum(v ** 2) for v in tf_variables])
+            loss = loss + self.l2_reg * l2
+        self.loss = tf.identity(loss, name="loss")
+
+    def _build_accumulate(self, tf_variables):
+        """Adds this sample's gradients to accumulators; applies every N runs.
+
+        Sets grads, grad_norm, accum_count, optimizer, train_step, train_op.
+        """
+        grads = tf.gradients(self.loss, tf_variables)
+        # Dense: w_emb's gradient is IndexedSlices (embedding_lookup).
+        self.grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                      for g, v in zip(grads, tf_variables)]
+        self.grad_norm = tf.global_norm(self.grads)
+        zeros = tf.zeros_initializer()
+        prefix = self._scope.name + "/"
+        self.accumulators = [
+            tf.get_variable("accum/" + v.op.name[len(prefix):],
+                            v.shape, tf.float32, initializer=zeros,
+                            trainable=False) for v in tf_variables]
+        self.accum_count = tf.get_variable(
+            "accum_count", [], tf.int32, initializer=zeros, trainable=False)
+        self.train_step = tf.get_variable(
+            "train_step", [], tf.int64, initializer=zeros, trainable=False)
+        self.optimizer = tf.train.AdamOptimizer(
+            self.lr, beta1=0.0, beta2=0.999, epsilon=1e-3, use_locking=True)
+        adds = [a.assign_add(g) for a, g in zip(self.accumulators, self.grads)]
+        with tf.control_dependencies(adds):
+            count = self.accum_count.assign_add(1)
+        apply = tf.cond(count >= self.num_aggregate,
+                        lambda: self._apply_average(tf_variables),
+                        lambda: tf.constant(False))
+        self.train_op = tf.group(apply, name="train_op")
+
+    def _apply_average(self, tf_variables):
+        """One Adam step with the averaged accumulators, then zeroes them."""
+        n = float(self.num_aggregate)
+        avg = [a.read_value() / n for a in self.accumulators]
+        # Root variable scope: slots are named <var>/Adam; absolute name scope:
+        # beta1_power/beta2_power land in <name>/, not in <name>_trainer/cond/.
+        with tf.variable_scope(tf.VariableScope(None, name=""),
+                               auxiliary_name_scope=False), \
+                tf.name_scope(self._scope.original_name_scope):
+            step = self.optimizer.apply_gradients(
+                zip(avg, tf_variables), global_step=self.train_step)
+        with tf.control_dependencies([step]):
+            resets = [a.assign(tf.zeros_like(a)) for a in self.accumulators]
+            resets.append(self.accum_count.assign(0))
+        with tf.control_dependencies(resets):
+            return tf.constant(True)
+
+    def build_trainer(self, valid_acc):
+        """Builds the REINFORCE trainer.
+
+        valid_acc: float32 scalar tensor, the accuracy of sample_arc on one
+        valid batch (computed by the caller in the same sess.run).
+        """
+        tf_variables = [v for v in tf.trainable_variables()
+                        if v.name.startswith(self._scope.name + "/")]
+        self.valid_acc = tf.convert_to_tensor(valid_acc, tf.float32)
+        with tf.variable_scope(self._scope, auxiliary_name_scope=False), \
+                tf.name_scope(self.name + "_trainer"):
+            self.lr = tf.constant(self.lr_value, tf.float32, name="lr")
+            self._build_baseline()
+            self._build_loss(tf_variables)
+            self._build_accumulate(tf_variables)

@@ -1,0 +1,124 @@
+"""Small graph builders shared by the fixed-arc and the shared-weight child (tf.nn ops only).
+
+Every function takes and returns a 4-D tensor in `data_format` ("NHWC" [N, H, W, C] on the CPU,
+"NCHW" [N, C, H, W] for GPUs) and creates its variables with tf.get_variable in the current scope.
+"""
+import tensorflow.compat.v1 as tf
+
+BN_DECAY = 0.9
+BN_EPSILON = 1e-5
+
+
+def channels(x, data_format):
+    """Static channel count of x."""
+    return x.get_shape().as_list()[3 if data_format == "NHWC" else 1]
+
+
+def height(x, data_format):
+    """Static spatial size of x (images are square)."""
+    return x.get_shape().as_list()[1 if data_format == "NHWC" else 2]
+
+
+def strides(stride, data_format):
+    return [1, stride, stride, 1] if data_format == "NHWC" else [1, 1, stride, stride]
+
+
+def create_weight(name, shape, initializer=None, trainable=True):
+    """He-normal initialised weight, as the original (fan_in is shape[-2] for convs, shape[0] for 2-D tables)."""
+    if initializer is None:
+        initializer = tf.initializers.he_normal()
+    return tf.get_variable(name, shape, initializer=initializer, trainable=trainable)
+
+
+def batch_norm(x, is_training, data_format, name="bn"):
+    """Fused batch norm with moving statistics (decay 0.9, epsilon 1e-5).
+
+    is_training: batch statistics, and the moving averages are updated as a control dependency
+    of the output (so they run whenever the output is used); else the moving statistics are used.
+    """
+    c = channels(x, data_format)
+    with tf.variable_scope(name):
+        offset = tf.get_variable("offset", [c], initializer=tf.zeros_initializer())
+        scale = tf.get_variable("scale", [c], initializer=tf.ones_initializer())
+        moving_mean = tf.get_variable("moving_mean", [c], trainable=False,
+                                      initializer=tf.zeros_initializer())
+        moving_variance = tf.get_variable("moving_variance", [c], trainable=False,
+                                          initializer=tf.ones_initializer())
+    if not is_training:
+        x, _, _ = tf.nn.fused_batch_norm(x, scale, offset, mean=moving_mean, variance=moving_variance,
+                                         epsilon=BN_EPSILON, data_format=data_format, is_training=False)
+        return x
+    x, mean, variance = tf.nn.fused_batch_norm(x, scale, offset, epsilon=BN_EPSILON,
+                                               data_format=data_format, is_training=True)
+    update_mean = moving_mean.assign_sub((1.0 - BN_DECAY) * (moving_mean - mean))
+    update_variance = moving_variance.assign_sub((1.0 - BN_DECAY) * (moving_variance - variance))
+    with tf.control_dependencies([update_mean, update_variance]):
+        return tf.identity(x)
+
+
+def relu_conv_bn(x, out_filters, is_training, data_format, name):
+    """ReLU -> 1x1 conv -> BN: brings x to out_filters channels."""
+    with tf.variable_scope(name):
+        w = create_weight("w", [1, 1, channels(x, data_format), out_filters])
+        x = tf.nn.relu(x)
+        x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=data_format)
+        return batch_norm(x, is_training, data_format)
+
+
+def _shift_by_one(x, data_format):
+    """Pads one zero row/column at the bottom/right and drops the first: a one-pixel shift."""
+    if data_format == "NHWC":
+        return tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
+    return tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 1]])[:, :, 1:, 1:]
+
+
+def _every_second_pixel(x, data_format):
+    return x[:, ::2, ::2, :] if data_format == "NHWC" else x[:, :, ::2, ::2]
+
+
+def factorized_reduction(x, out_filters, is_training, data_format, name="fr"):
+    """Halves H and W and maps to out_filters channels without losing the odd pixels (§2.5).
+
+    Two 1x1 convs to out_filters/2 on the even pixels and on the one-pixel-shifted even pixels,
+    concatenated, then BN. No ReLU inside (callers put one in front).
+    """
+    assert out_filters % 2 == 0, "out_filters must be even"
+    inp_c = channels(x, data_format)
+    concat_axis = 3 if data_format == "NHWC" else 1
+    with tf.variable_scope(name):
+        paths = []
+        for i, path_x in enumerate([x, _shift_by_one(x, data_format)]):
+            with tf.variable_scope("path{}".format(i + 1)):
+                w = create_weight("w", [1, 1, inp_c, out_filters // 2])
+                path_x = _every_second_pixel(path_x, data_format)
+                paths.append(tf.nn.conv2d(path_x, w, [1, 1, 1, 1], "VALID", data_format=data_format))
+        return batch_norm(tf.concat(paths, axis=concat_axis), is_training, data_format)
+
+
+def pool(x, op_id, stride, data_format):
+    """3x3 SAME pooling: op 2 = average (padding excluded), op 3 = max."""
+    ksize = [1, 3, 3, 1] if data_format == "NHWC" else [1, 1, 3, 3]
+    fn = tf.nn.avg_pool2d if op_id == 2 else tf.nn.max_pool2d
+    return fn(x, ksize, strides(stride, data_format), "SAME", data_format=data_format)
+
+
+def global_avg_pool(x, data_format):
+    """[N, H, W, C] (or NCHW) -> [N, C]."""
+    return tf.reduce_mean(x, axis=[1, 2] if data_format == "NHWC" else [2, 3])
+
+
+def drop_path(x, keep_prob):
+    """Drops whole examples' paths with probability 1 - keep_prob and rescales the rest by 1/keep_prob.
+
+    The mask is per example, [N, 1, 1, 1] (§2.10).
+    """
+    batch_size = tf.shape(x)[0]
+    mask = tf.floor(keep_prob + tf.random.uniform([batch_size, 1, 1, 1], dtype=tf.float32))
+    return x / keep_prob * mask
+
+
+def fully_connected(x, num_outputs, name="fc"):
+    """[N, C] -> [N, num_outputs], no bias, as the original."""
+    with tf.variable_scope(name):
+        w = create_weight("w", [x.get_shape().as_list()[1], num_outputs])
+        return tf.matmul(x, w)

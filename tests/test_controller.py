@@ -1,0 +1,151 @@
+"""Tests of micro_controller.MicroController (sampler and REINFORCE trainer)."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+tf.disable_v2_behavior()
+tf.enable_resource_variables()
+
+from micro_controller import MicroController  # noqa: E402
+
+
+def _session(graph):
+    sess = tf.Session(graph=graph)
+    with graph.as_default():
+        sess.run(tf.global_variables_initializer())
+    return sess
+
+
+def _controller_vars(graph):
+    with graph.as_default():
+        return [v for v in tf.trainable_variables()
+                if v.name.startswith("controller/")]
+
+
+@pytest.mark.parametrize("num_cells", [2, 5, 7])
+def test_sampler_emits_valid_arcs(num_cells):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(1)
+        ctrl = MicroController(num_cells=num_cells, tanh_constant=1.1,
+                               op_tanh_reduce=2.5)
+    sess = _session(graph)
+    seen_ops, seen_idx = set(), set()
+    for _ in range(200):
+        for arc in sess.run(ctrl.sample_arc):
+            assert arc.dtype == np.int32 and arc.shape == (4 * num_cells,)
+            nodes = np.arange(4 * num_cells) // 4 + 2
+            idx, ops = arc[0::2], arc[1::2]
+            assert np.all(idx >= 0) and np.all(idx < nodes[0::2])
+            assert np.all(ops >= 0) and np.all(ops < 5)
+            seen_ops.update(ops.tolist())
+            seen_idx.update(idx.tolist())
+    sess.close()
+    assert seen_ops == set(range(5))
+    assert seen_idx == set(range(num_cells + 1))
+
+
+def _log_softmax(x):
+    x = x - x.max()
+    return x - np.log(np.exp(x).sum())
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(tanh_constant=1.1, op_tanh_reduce=2.5),
+    dict(tanh_constant=1.5, op_tanh_reduce=2.0, temperature=5.0),
+    dict()])
+def test_log_prob_and_entropy_match_numpy(kwargs):
+    num_cells, nb = 5, 5
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(2)
+        ctrl = MicroController(num_cells=num_cells, num_branches=nb, **kwargs)
+    sess = _session(graph)
+    arcs, logits, ent, log_prob = sess.run(
+        [ctrl.sample_arc, ctrl.sample_logits, ctrl.sample_entropy,
+         ctrl.sample_log_prob])
+    sess.close()
+    want_lp, want_ent = 0.0, 0.0
+    for arc, rows in zip(arcs, logits):
+        for r, (choice, row) in enumerate(zip(arc, rows)):
+            width = r // 4 + 2 if r % 2 == 0 else nb
+            assert np.all(row[width:] == 0)
+            logp = _log_softmax(row[:width].astype(np.float64))
+            want_lp -= logp[choice]
+            want_ent -= np.sum(np.exp(logp) * logp)
+    np.testing.assert_allclose(log_prob, want_lp, rtol=1e-4)
+    np.testing.assert_allclose(ent, want_ent, rtol=1e-4)
+
+
+def _op0_fraction(sample_arc):
+    ops = tf.concat([sample_arc[0][1::2], sample_arc[1][1::2]], axis=0)
+    return tf.reduce_mean(tf.cast(tf.equal(ops, 0), tf.float32))
+
+
+def test_controller_learns_synthetic_reward():
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(3)
+        ctrl = MicroController(num_cells=5, lr=0.02, num_aggregate=2,
+                               bl_dec=0.9, entropy_weight=1e-4)
+        ctrl.build_trainer(_op0_fraction(ctrl.sample_arc))
+    sess = _session(graph)
+    fractions = []
+    for _ in range(300):
+        acc, _ = sess.run([ctrl.valid_acc, ctrl.train_op])
+        fractions.append(acc)
+    steps = sess.run(ctrl.train_step)
+    sess.close()
+    assert steps == 150
+    first, last = np.mean(fractions[:50]), np.mean(fractions[-50:])
+    assert last > first + 0.2, (first, last)
+
+
+def test_gradients_accumulate_and_apply_every_num_aggregate():
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(4)
+        ctrl = MicroController(num_cells=3, num_aggregate=3)
+        ctrl.build_trainer(tf.constant(0.5))
+    params = _controller_vars(graph)
+    sess = _session(graph)
+    before = sess.run(params)
+    grad_sum = [np.zeros_like(p) for p in before]
+    for run in range(2):
+        grads, _ = sess.run([ctrl.grads, ctrl.train_op])
+        grad_sum = [s + g for s, g in zip(grad_sum, grads)]
+        assert sess.run(ctrl.train_step) == 0
+        assert sess.run(ctrl.accum_count) == run + 1
+        for b, a in zip(before, sess.run(params)):
+            np.testing.assert_array_equal(a, b)
+    for s, a in zip(grad_sum, sess.run(ctrl.accumulators)):
+        np.testing.assert_allclose(a, s, rtol=1e-5, atol=1e-7)
+    sess.run(ctrl.train_op)
+    assert sess.run(ctrl.train_step) == 1
+    assert sess.run(ctrl.accum_count) == 0
+    after = sess.run(params)
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before))
+    for a in sess.run(ctrl.accumulators):
+        assert not a.any()
+    sess.close()
+
+
+def test_baseline_follows_ema():
+    r, bl_dec = 0.7, 0.9
+    graph = tf.Graph()
+    with graph.as_default():
+        ctrl = MicroController(num_cells=2, bl_dec=bl_dec)
+        ctrl.build_trainer(tf.constant(r))
+    sess = _session(graph)
+    reward, bl, _ = sess.run([ctrl.reward, ctrl.baseline, ctrl.train_op])
+    stored = sess.run(ctrl.baseline_var)
+    sess.close()
+    np.testing.assert_allclose(reward, r, rtol=1e-6)
+    np.testing.assert_allclose(bl, (1 - bl_dec) * r, rtol=1e-6)
+    np.testing.assert_allclose(stored, (1 - bl_dec) * r, rtol=1e-6)

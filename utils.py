@@ -1,0 +1,178 @@
+"""Shared helpers for both entry scripts.
+
+API
+  UserError                        bad user input: one line, exit status 2, no traceback
+  DEFINE_string/integer/float/boolean, FLAGS, print_user_flags
+  Logger                           tee of stdout into a file (append mode)
+  parse_arc(text, num_cells)       arc string (or path of a file holding it) -> (normal_arc, reduce_arc)
+  arc_to_string(normal_arc, reduce_arc)
+  cosine_lr_value(epoch, ...)      cosine LR with warm restarts, pure Python
+  cosine_lr(global_step, ...)      the same schedule as a graph op
+  clip_gradients(grads, bound)     global-norm clipping that really clips
+  count_params(variables)
+"""
+import math
+import os
+import sys
+
+import numpy as np
+from absl import flags as absl_flags
+import tensorflow.compat.v1 as tf
+
+FLAGS = absl_flags.FLAGS
+NUM_OPS = 5  # sep 3x3, sep 5x5, avg 3x3, max 3x3, identity (spec: the search space)
+OP_NAMES = ["sep 3x3", "sep 5x5", "avg 3x3", "max 3x3", "identity"]
+user_flags = []
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit status 2, no traceback."""
+
+
+def DEFINE_string(name, default_value, doc_string):
+    absl_flags.DEFINE_string(name, default_value, doc_string)
+    user_flags.append(name)
+
+
+def DEFINE_integer(name, default_value, doc_string):
+    absl_flags.DEFINE_integer(name, default_value, doc_string)
+    user_flags.append(name)
+
+
+def DEFINE_float(name, default_value, doc_string):
+    absl_flags.DEFINE_float(name, default_value, doc_string)
+    user_flags.append(name)
+
+
+def DEFINE_boolean(name, default_value, doc_string):
+    absl_flags.DEFINE_boolean(name, default_value, doc_string)
+    user_flags.append(name)
+
+
+def print_user_flags(line_limit=80):
+    """Prints every flag, sorted, padded with dots (the original's format)."""
+    print("-" * 80)
+    for flag_name in sorted(user_flags):
+        value = "{}".format(getattr(FLAGS, flag_name))
+        log_string = flag_name + "." * (line_limit - len(flag_name) - len(value)) + value
+        print(log_string)
+
+
+class Logger(object):
+    """Writes everything printed to the terminal and appends it to `path`."""
+
+    def __init__(self, path):
+        self.terminal = sys.stdout
+        self.log = open(path, "a")
+
+    def write(self, message):
+        self.terminal.write(message)
+        self.terminal.flush()
+        self.log.write(message)
+        self.log.flush()
+
+    def flush(self):
+        self.terminal.flush()
+        self.log.flush()
+
+
+def _arc_error(text, why):
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    return UserError("--child_fixed_arc '{}': {}".format(shown, why))
+
+
+def read_arc_text(text):
+    """Returns the arc string itself, or the contents of the file `text` names."""
+    text = text.strip()
+    if text and os.path.isfile(text):
+        with open(text) as f:
+            return f.read().strip()
+    return text
+
+
+def parse_arc(text, num_cells):
+    """Parses an arc string of 8 * num_cells integers (or a path to a file holding it).
+
+    Returns (normal_arc, reduce_arc), two lists of 4 * num_cells ints. Node n (n = 2..B+1) is the
+    group `index_1 op_1 index_2 op_2`; each index must be < n and each op in 0..NUM_OPS-1.
+    Raises UserError naming --child_fixed_arc and what was expected.
+    """
+    text = read_arc_text(text)
+    pieces = text.split()
+    expected = 8 * num_cells
+    if len(pieces) != expected:
+        raise _arc_error(text, "expected {} integers (4 per node, {} nodes, normal cell then "
+                               "reduction cell), got {}".format(expected, num_cells, len(pieces)))
+    try:
+        arc = [int(p) for p in pieces]
+    except ValueError:
+        bad = next(p for p in pieces if not p.lstrip("-").isdigit())
+        raise _arc_error(text, "expected integers, got '{}'".format(bad[:20]))
+    for pos, value in enumerate(arc):
+        cell = "normal" if pos < 4 * num_cells else "reduction"
+        node = (pos % (4 * num_cells)) // 4 + 2
+        if pos % 2 == 0 and not 0 <= value < node:
+            raise _arc_error(text, "integer {} ({} cell, node {}) is an input index and must be in "
+                                   "0..{}, got {}".format(pos + 1, cell, node, node - 1, value))
+        if pos % 2 == 1 and not 0 <= value < NUM_OPS:
+            raise _arc_error(text, "integer {} ({} cell, node {}) is an op id and must be in "
+                                   "0..{}, got {}".format(pos + 1, cell, node, NUM_OPS - 1, value))
+    return arc[:4 * num_cells], arc[4 * num_cells:]
+
+
+def arc_to_string(normal_arc, reduce_arc):
+    """The ready-to-paste string: normal cell then reduction cell, space separated."""
+    return " ".join(str(int(v)) for v in list(normal_arc) + list(reduce_arc))
+
+
+def cycle_starts(T_0, T_mul, max_epochs=10 ** 6):
+    """Epochs at which the cosine cycles start: 0, T_0, T_0 + T_0*T_mul, ..."""
+    starts, length = [0], T_0
+    while starts[-1] < max_epochs:
+        starts.append(starts[-1] + length)
+        length *= T_mul
+    return starts
+
+
+def cosine_lr_value(epoch, lr_max, lr_min, T_0, T_mul):
+    """LR of cosine annealing with warm restarts (SGDR) at an integer epoch.
+
+    Unlike the original (spec difference 3) the first epoch of every cycle gets exactly lr_max.
+    """
+    starts = cycle_starts(T_0, T_mul, epoch + 1)
+    k = max(i for i, s in enumerate(starts) if s <= epoch)
+    T_i = T_0 * T_mul ** k
+    T_cur = epoch - starts[k]
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * T_cur / T_i))
+
+
+def cosine_lr(global_step, num_train_batches, lr_max, lr_min, T_0, T_mul):
+    """Graph version of cosine_lr_value, with epoch = global_step // num_train_batches.
+
+    Stateless (no last_reset / T_i variables), so a resumed run gets the same LR as an uninterrupted one.
+    """
+    epoch = tf.cast(global_step // num_train_batches, tf.int64)
+    starts = np.array(cycle_starts(T_0, T_mul), dtype=np.int64)
+    k = tf.searchsorted(starts, tf.reshape(epoch, [1]), side="right")[0] - 1
+    lengths = np.array([T_0 * T_mul ** i for i in range(len(starts))], dtype=np.float64)
+    T_i = tf.gather(tf.constant(lengths), k)
+    T_cur = tf.cast(epoch - tf.gather(tf.constant(starts), k), tf.float64)
+    lr = lr_min + 0.5 * (lr_max - lr_min) * (1.0 + tf.cos(math.pi * T_cur / T_i))
+    return tf.cast(lr, tf.float32)
+
+
+def clip_gradients(grads, bound):
+    """Clips by global norm (spec difference 1: the original computed this and then discarded it).
+
+    Returns (clipped_grads, grad_norm); grad_norm is the norm before clipping, as the original logs it.
+    """
+    grad_norm = tf.linalg.global_norm(grads)
+    if bound is None or bound <= 0:
+        return grads, grad_norm
+    clipped, _ = tf.clip_by_global_norm(grads, bound, use_norm=grad_norm)
+    return clipped, grad_norm
+
+
+def count_params(variables):
+    """Number of scalars in `variables`."""
+    return int(sum(np.prod(v.get_shape().as_list()) for v in variables))
