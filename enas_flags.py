@@ -1,0 +1,76 @@
+"""Every command-line flag of both entry scripts, defined once.
+
+`define_flags(mode)` defines them; mode "search" (main_controller_child_trainer.py) or "final"
+(main_child_trainer.py) only picks defaults where the original's two scripts differ. Names follow the
+original code; flags that were dead there are not carried over (see the README).
+"""
+from utils import DEFINE_boolean, DEFINE_float, DEFINE_integer, DEFINE_string
+
+
+def define_flags(mode):
+    search = mode == "search"
+    # ============================== DATA: edit these defaults for your data set ==============================
+    DEFINE_string("train_data_dir", "data/train", "Training images: one sub-folder per class.")
+    DEFINE_string("val_data_dir", "data/valid", "Validation images, same class folders as train.")
+    DEFINE_string("test_data_dir", "data/test", "Test images, same class folders as train.")
+    DEFINE_integer("channel", 1, "1 = read images as grayscale, 3 = as RGB colour.")
+    DEFINE_integer("img_size", 32, "Images are resized to img_size x img_size pixels (a multiple of 4).")
+    DEFINE_integer("n_aug_img", 1 if search else 3,
+                   "Samples per training image per epoch: the original plus n_aug_img - 1 augmented "
+                   "(1 = no augmentation; original defaults: 1 search, 3 final).")
+    # =========================================================================================================
+    _define_run_flags(search)
+    _define_child_flags(search)
+    if search:
+        _define_controller_flags()
+
+
+def _define_run_flags(search):
+    DEFINE_string("output_dir", "output/search" if search else "output/final",
+                  "Checkpoints, logs and results; a rerun with the same folder resumes.")
+    DEFINE_boolean("reset_output_dir", False,
+                   "Delete output_dir's earlier outputs first (only files this program wrote).")
+    DEFINE_string("data_format", "NHWC", "NHWC (CPU) or NCHW (GPU only).")
+    DEFINE_integer("batch_size", 128, "Training batch size, also the reward batch (original: 128).")
+    DEFINE_integer("num_epochs", 150 if search else 630,
+                   "Epochs to train (original: 150 search, 630 final as in the authors' scripts).")
+    DEFINE_integer("log_every", 50, "Print a training line every this many steps.")
+    DEFINE_integer("eval_every_epochs", 1, "Evaluate on valid and test every this many epochs.")
+    DEFINE_integer("seed", None, "Seed for TensorFlow and the data pipeline; unset = not reproducible.")
+    DEFINE_boolean("skip_bad_images", False, "Skip unreadable image files (and count them) instead of stopping.")
+    DEFINE_integer("num_threads", 0, "intra- and inter-op threads of the session; 0 = TensorFlow's choice.")
+
+
+def _define_child_flags(search):
+    DEFINE_integer("child_num_layers", 6 if search else 15, "Cells besides the 2 reductions (original: 6 / 15).")
+    DEFINE_integer("child_num_cells", 5, "Nodes per cell, B (the arc has 8 * B integers).")
+    DEFINE_integer("child_out_filters", 20 if search else 16,
+                   "Channels of the first stage; doubled at each reduction (original: 20 / 16).")
+    DEFINE_float("child_lr_max", 0.05, "Cosine LR: value at the start of each cycle.")
+    DEFINE_float("child_lr_min", 0.0005 if search else 0.00001, "Cosine LR: value at the end of each cycle.")
+    DEFINE_integer("child_lr_T_0", 10, "Cosine LR: length of the first cycle, in epochs.")
+    DEFINE_integer("child_lr_T_mul", 2, "Cosine LR: each cycle is this many times longer than the last.")
+    DEFINE_integer("child_cutout_size", None, "Side of the cutout square in pixels; unset = no cutout.")
+    DEFINE_float("child_grad_bound", 5.0, "Clip the child gradients to this global norm.")
+    DEFINE_float("child_keep_prob", 0.9 if search else 0.8, "Dropout keep probability before the classifier.")
+    DEFINE_float("child_drop_path_keep_prob", 0.6, "Drop-path keep probability of the last cell at the "
+                                                    "end of training (fixed arc only).")
+    DEFINE_float("child_l2_reg", 1e-4 if search else 2e-4, "L2 weight decay (original: 1e-4 / 2e-4).")
+    DEFINE_string("child_fixed_arc", None,
+                  "The 8 * B integers of the normal then the reduction cell, or a file holding them.")
+    DEFINE_boolean("child_use_aux_heads", True, "Add the auxiliary classifier (loss weight 0.4).")
+
+
+def _define_controller_flags():
+    DEFINE_float("controller_lr", 0.0035, "Adam learning rate of the controller.")
+    DEFINE_float("controller_l2_reg", 0.0, "L2 weight decay of the controller.")
+    DEFINE_float("controller_bl_dec", 0.99, "Decay of the moving-average reward baseline.")
+    DEFINE_float("controller_tanh_constant", 1.10, "Logits are tanh_constant * tanh(logits).")
+    DEFINE_float("controller_op_tanh_reduce", 2.5, "Op logits use tanh_constant / op_tanh_reduce.")
+    DEFINE_float("controller_temperature", None, "Divide logits by this before tanh; unset = off.")
+    DEFINE_float("controller_entropy_weight", 1e-4, "Reward bonus per unit of sample entropy.")
+    DEFINE_integer("controller_num_aggregate", 10, "Sampled architectures averaged per controller update.")
+    DEFINE_integer("controller_train_steps", 30, "Controller updates per controller phase.")
+    DEFINE_integer("controller_train_every", 1, "Train the controller every this many epochs.")
+    DEFINE_integer("controller_num_final_arcs", 10,
+                   "At the end, sample this many architectures and score each on the whole valid set.")

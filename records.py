@@ -1,0 +1,155 @@
+"""What a run keeps in output_dir, and the checks that protect it.
+
+  check_flags(flags, search)             one-line UserError for out-of-range flag values
+  shaping_flags(flags, mode, arc, n)     the flags that shape the saved weights
+  prepare_output_dir(path, reset, run)   create / safely reset / check a resumable output_dir
+  append_rows, keep_rows_up_to           arcs.tsv: whole lines only, trimmed to the checkpoint on resume
+  write_atomic(path, text)               write to a temp file, then rename
+  retrain_command(flags, arc_path)       the main_child_trainer.py command for a found arc
+"""
+import json
+import os
+import shutil
+
+from utils import UserError
+
+RUN_FLAGS_FILE = "run_flags.json"
+ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
+# Names this program writes into output_dir; a reset deletes only these.
+OWN_NAMES = ("checkpoint", "stdout", "arcs.tsv", "best_arc.txt", RUN_FLAGS_FILE, "labels.txt",
+             "saved_model", "search_progress.png", "train_progress.png")
+OWN_PREFIXES = ("model.ckpt-", "events.out.tfevents", "best_arc_", ".tmp_")
+
+
+def _positive(flags, names):
+    for name in names:
+        value = getattr(flags, name)
+        if value is None or value <= 0:
+            raise UserError("--{} must be positive, got {}".format(name, value))
+
+
+def check_flags(flags, search):
+    """Raises UserError naming the first flag whose value cannot work."""
+    _positive(flags, ["batch_size", "num_epochs", "child_out_filters", "child_num_cells", "log_every",
+                      "eval_every_epochs", "child_lr_T_0", "child_lr_T_mul"])
+    if flags.child_out_filters % 2:
+        raise UserError("--child_out_filters must be even (factorized reduction halves it), got {}"
+                        .format(flags.child_out_filters))
+    if flags.child_num_layers < 0:
+        raise UserError("--child_num_layers must be >= 0, got {}".format(flags.child_num_layers))
+    if flags.data_format not in ("NHWC", "NCHW"):
+        raise UserError("--data_format must be NHWC or NCHW, got {}".format(flags.data_format))
+    for name in ("child_keep_prob", "child_drop_path_keep_prob"):
+        if not 0.0 < getattr(flags, name) <= 1.0:
+            raise UserError("--{} must be in (0, 1], got {}".format(name, getattr(flags, name)))
+    if search:
+        _positive(flags, ["controller_num_aggregate", "controller_train_steps",
+                          "controller_train_every", "controller_num_final_arcs"])
+        if flags.child_fixed_arc:
+            raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
+    elif not flags.child_fixed_arc:
+        raise UserError("--child_fixed_arc is required: the {} integers of a cell string, or a file "
+                        "holding them (e.g. output/search/best_arc.txt)".format(8 * flags.child_num_cells))
+
+
+def shaping_flags(flags, mode, fixed_arc, num_classes):
+    """The values a checkpoint's weights depend on; a resume must match them."""
+    arc = None if fixed_arc is None else " ".join(str(v) for v in fixed_arc[0] + fixed_arc[1])
+    return {"mode": mode, "child_num_layers": flags.child_num_layers,
+            "child_out_filters": flags.child_out_filters, "child_num_cells": flags.child_num_cells,
+            "child_fixed_arc": arc, "child_use_aux_heads": flags.child_use_aux_heads,
+            "img_size": flags.img_size, "channel": flags.channel, "num_classes": num_classes}
+
+
+def _is_own(name):
+    return name in OWN_NAMES or name.startswith(OWN_PREFIXES)
+
+
+def _reset(path):
+    """Deletes this program's outputs in path; refuses if anything else is there."""
+    names = sorted(os.listdir(path))
+    foreign = [n for n in names if not _is_own(n)]
+    if foreign:
+        raise UserError("--reset_output_dir: {} holds '{}', which this program did not write; "
+                        "not deleting anything".format(path, foreign[0]))
+    for name in names:
+        full = os.path.join(path, name)
+        shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
+
+
+def _check_resume(path, run_flags):
+    """Stops before touching anything if path holds a run whose shaping flags differ."""
+    saved_path = os.path.join(path, RUN_FLAGS_FILE)
+    if not os.path.exists(saved_path):
+        return
+    with open(saved_path) as f:
+        saved = json.load(f)
+    if saved.get("mode") != run_flags["mode"]:
+        raise UserError("--output_dir {} holds a {} run; use another --output_dir for a {} run".format(
+            path, saved.get("mode"), run_flags["mode"]))
+    for key, value in run_flags.items():
+        if saved.get(key) != value:
+            flag = key if key != "num_classes" else "train_data_dir (number of classes)"
+            raise UserError("--{} is {} but the checkpoint in {} was made with {}; use another "
+                            "--output_dir or the same value".format(flag, value, path, saved.get(key)))
+
+
+def prepare_output_dir(path, reset, run_flags):
+    """Creates path (or resets it safely), checks a resumable run matches, saves run_flags."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError("--output_dir {} is a file, expected a folder".format(path))
+    if os.path.isdir(path) and reset:
+        _reset(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError("--output_dir {}: cannot create it ({})".format(path, e.strerror))
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError("--output_dir {} is not writable".format(path))
+    _check_resume(path, run_flags)
+    write_atomic(os.path.join(path, RUN_FLAGS_FILE), json.dumps(run_flags, indent=1) + "\n")
+
+
+def write_atomic(path, text):
+    """Writes text to path through a temporary file and a rename, so no reader sees half a file."""
+    tmp = os.path.join(os.path.dirname(path) or ".", ".tmp_" + os.path.basename(path))
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def append_rows(path, rows):
+    """Appends (epoch, source, arc, valid_acc, n_images) rows to arcs.tsv in one write."""
+    text = "".join("{}\t{}\t{}\t{:.4f}\t{}\n".format(*row) for row in rows)
+    if not os.path.exists(path):
+        text = ARCS_HEADER + text
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def keep_rows_up_to(path, epoch):
+    """On resume: drops rows of epochs after the restored checkpoint, and any torn last line."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [ARCS_HEADER] + [line for line in lines[1:] if line.endswith("\n")
+                            and len(line.split("\t")) == 5 and int(line.split("\t")[0]) <= epoch]
+    if kept != lines:
+        write_atomic(path, "".join(kept))
+
+
+def retrain_command(flags, arc_path):
+    """python main_child_trainer.py ... for the found arc, with the data flags the search used."""
+    parts = ["python main_child_trainer.py", "--child_fixed_arc {}".format(arc_path)]
+    for name in ("train_data_dir", "val_data_dir", "test_data_dir", "channel", "img_size"):
+        flag = flags[name]
+        if flag.present:
+            parts.append("--{} {}".format(name, flag.value))
+    if flags.child_num_cells != 5:
+        parts.append("--child_num_cells {}".format(flags.child_num_cells))
+    return " ".join(parts)

@@ -1,0 +1,211 @@
+"""The training loop shared by both entry scripts: set-up, child epochs, controller phases, eval.
+
+run(mode) with mode "search" (main_controller_child_trainer.py) or "final" (main_child_trainer.py):
+  1. parse and check flags, read the data, prepare output_dir (resume, or a safe reset);
+  2. build the graph (graph.py) and restore the latest checkpoint if there is one;
+  3. loop over child steps; at each epoch end: controller phase (search), eval, checkpoint.
+Bad input raises utils.UserError, printed as one line with exit status 2.
+"""
+import math
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
+
+import numpy as np
+from absl import flags as absl_flags
+import tensorflow.compat.v1 as tf
+
+import data_utils
+import enas_flags
+import graph as graph_lib
+import records
+import utils
+from utils import FLAGS, UserError
+
+
+class NonFiniteLoss(Exception):
+    """A NaN or Inf loss: the run stops, the last good checkpoint is kept."""
+
+
+def main(mode):
+    """Entry point of both scripts: exit 0 on success, 2 on bad input, 1 on a non-finite loss."""
+    tf.disable_v2_behavior()
+    tf.enable_resource_variables()  # ref variables race with in-place momentum updates (spec)
+    tf.get_logger().setLevel("ERROR")
+    enas_flags.define_flags(mode)
+    try:
+        FLAGS(sys.argv)
+        run(mode)
+    except (UserError, absl_flags.Error) as e:
+        print("error: {}".format(e), file=sys.stderr)
+        sys.exit(2)
+    except NonFiniteLoss as e:
+        print("error: {}".format(e), file=sys.stderr)
+        sys.exit(1)
+
+
+def run(mode):
+    """Checks everything the user gave, then trains (see the module docstring)."""
+    search = mode == "search"
+    records.check_flags(FLAGS, search)
+    fixed_arc = None if search else utils.parse_arc(FLAGS.child_fixed_arc, FLAGS.child_num_cells)
+    data = data_utils.read_data(FLAGS.train_data_dir, FLAGS.val_data_dir, FLAGS.test_data_dir,
+                                FLAGS.channel, FLAGS.img_size, FLAGS.n_aug_img, FLAGS.skip_bad_images)
+    if FLAGS.batch_size > len(data["labels"]["train"]):
+        raise UserError("--batch_size {} is larger than the training set ({} images in {})".format(
+            FLAGS.batch_size, len(data["labels"]["train"]), FLAGS.train_data_dir))
+    run_flags = records.shaping_flags(FLAGS, mode, fixed_arc, len(data["class_names"]))
+    records.prepare_output_dir(FLAGS.output_dir, FLAGS.reset_output_dir, run_flags)
+    sys.stdout = utils.Logger(os.path.join(FLAGS.output_dir, "stdout"))
+    utils.print_user_flags()
+    if FLAGS.seed is not None:
+        tf.set_random_seed(FLAGS.seed)
+    g = graph_lib.build(FLAGS, data, search, fixed_arc)
+    with tf.Session(config=graph_lib.session_config(FLAGS)) as sess:
+        Loop(sess, g, data, search).train()
+
+
+class Loop(object):
+    """The original's loop (spec §5) over one session and one built graph."""
+
+    def __init__(self, sess, g, data, search):
+        self.sess, self.g, self.data, self.search = sess, g, data, search
+        self.start = time.time()
+        self.num_train_batches = g.num_train_batches
+        self.total_steps = FLAGS.num_epochs * self.num_train_batches
+        self.arcs_path = os.path.join(FLAGS.output_dir, "arcs.tsv")
+
+    def mins(self):
+        return (time.time() - self.start) / 60.0
+
+    def train(self):
+        step = self.restore()
+        if self.search:
+            records.keep_rows_up_to(self.arcs_path, step // self.num_train_batches)
+        print("Model has {} params".format(self.g.num_params))
+        try:
+            while step < self.total_steps:
+                step = self.child_step(step)
+                if step % self.num_train_batches == 0:
+                    self.end_of_epoch(step)
+        except KeyboardInterrupt:
+            self.save()
+            print("Interrupted at step {}: checkpoint saved in {}; rerun the same command to "
+                  "resume.".format(self.global_step(), FLAGS.output_dir))
+            sys.exit(130)
+        if self.search:
+            self.pick_best_arc()
+
+    def restore(self):
+        """Restores the latest checkpoint in output_dir if any; returns the global step."""
+        self.sess.run(self.g.init_op)
+        latest = tf.train.latest_checkpoint(FLAGS.output_dir)
+        if latest:
+            self.g.saver.restore(self.sess, latest)
+            print("Resumed from {} at step {}".format(latest, self.global_step()))
+        return self.global_step()
+
+    def global_step(self):
+        return int(self.sess.run(self.g.global_step))
+
+    def save(self):
+        self.g.saver.save(self.sess, os.path.join(FLAGS.output_dir, "model.ckpt"),
+                          global_step=self.global_step(), write_meta_graph=False)
+
+    def child_step(self, step):
+        """One training step of the child (search: on a freshly sampled architecture)."""
+        t = self.g.train
+        loss, lr, grad_norm, train_acc, batch, _ = self.sess.run(
+            [t["loss"], t["lr"], t["grad_norm"], t["train_acc"], t["batch"], t["train_op"]])
+        step += 1
+        if not math.isfinite(loss):
+            raise NonFiniteLoss("child loss is {} at step {}; stopped, the last checkpoint in {} is "
+                                "kept".format(loss, step, FLAGS.output_dir))
+        if step % FLAGS.log_every == 0:
+            print("epoch = {:<4d}ch_step = {:<6d}loss = {:<8.6f} lr = {:<8.4f} |g| = {:<8.4f} "
+                  "tr_acc = {:<3d}/{:>3d} mins = {:<10.2f}".format(
+                      step // self.num_train_batches, step, loss, lr, grad_norm, train_acc, batch,
+                      self.mins()))
+        return step
+
+    def end_of_epoch(self, step):
+        epoch = step // self.num_train_batches
+        if self.search and epoch % FLAGS.controller_train_every == 0:
+            print("Epoch {}: Training controller".format(epoch))
+            self.train_controller()
+            self.print_sampled_arcs(epoch)
+        if epoch % FLAGS.eval_every_epochs == 0 or step >= self.total_steps:
+            print("Epoch {}: Eval".format(epoch))
+            self.evaluate_all(step)
+        self.save()
+
+    def evaluate_all(self, step):
+        print("Eval at {}".format(step))
+        for split in ("valid", "test"):
+            print("{}_accuracy: {:<6.4f}".format(split, self.evaluate(split)))
+
+    def evaluate(self, split, feed=None):
+        """Accuracy on the whole split; every example seen exactly once."""
+        self.sess.run(self.g.eval_init[split])
+        correct = total = 0
+        while True:
+            try:
+                c, n = self.sess.run([self.g.eval_correct, self.g.eval_count], feed_dict=feed)
+            except tf.errors.OutOfRangeError:
+                return correct / float(max(total, 1))
+            correct, total = correct + c, total + n
+
+    # ------------------------------------------------------------------------------ search only
+    def train_controller(self):
+        """controller_train_steps * controller_num_aggregate runs = controller_train_steps updates."""
+        c = self.g.controller
+        fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.train_op]
+        for run_id in range(FLAGS.controller_train_steps * FLAGS.controller_num_aggregate):
+            loss, entropy, lr, grad_norm, valid_acc, baseline, _ = self.sess.run(fetches)
+            if not math.isfinite(loss):
+                raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
+                                    "checkpoint in {} is kept".format(loss, run_id, FLAGS.output_dir))
+            if (run_id + 1) % FLAGS.log_every == 0:
+                print("ctrl_step = {:<6d}loss = {:<7.3f} ent = {:<5.2f} lr = {:<6.4f} |g| = {:<8.4f} "
+                      "acc = {:<6.4f} bl = {:<5.2f} mins = {:<.2f}".format(
+                          int(self.sess.run(c.train_step)), loss, entropy, lr, grad_norm, valid_acc,
+                          baseline, self.mins()))
+
+    def print_sampled_arcs(self, epoch, num=10):
+        """Samples `num` architectures, scores each on one valid batch, prints and records them."""
+        print("Here are {} architectures".format(num))
+        rows = []
+        for _ in range(num):
+            (normal_arc, reduce_arc), valid_acc = self.sess.run(
+                [self.g.controller.sample_arc, self.g.controller.valid_acc])
+            arc = utils.arc_to_string(normal_arc, reduce_arc)
+            print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
+            rows.append((epoch, "sample", arc, valid_acc, self.g.reward_batch_size))
+        records.append_rows(self.arcs_path, rows)
+
+    def pick_best_arc(self):
+        """Scores controller_num_final_arcs samples on the whole valid set; writes best_arc.txt."""
+        best_path = os.path.join(FLAGS.output_dir, "best_arc.txt")
+        if os.path.exists(best_path):
+            best_arc, best_acc = open(best_path).read().strip(), None
+        else:
+            best_arc, best_acc = self.score_final_arcs()
+            records.write_atomic(best_path, best_arc + "\n")
+        acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)
+        print("Best architecture: {}{}".format(best_arc, acc))
+        print("Retrain it with:\n  " + records.retrain_command(FLAGS, best_path))
+
+    def score_final_arcs(self):
+        rows, epoch = [], FLAGS.num_epochs
+        n_valid = len(self.data["labels"]["valid"])
+        for _ in range(FLAGS.controller_num_final_arcs):
+            normal_arc, reduce_arc = self.sess.run(self.g.controller.sample_arc)
+            feed = {self.g.eval_arc[0]: normal_arc, self.g.eval_arc[1]: reduce_arc}
+            acc = self.evaluate("valid", feed)
+            rows.append((epoch, "final", utils.arc_to_string(normal_arc, reduce_arc), acc, n_valid))
+            print("final candidate: {}  valid_acc = {:.4f}".format(rows[-1][2], acc))
+        records.append_rows(self.arcs_path, rows)
+        best = max(rows, key=lambda r: r[3])
+        return best[2], best[3]
