@@ -3,7 +3,8 @@
 build(flags, data, search, fixed_arc) -> Graph, a plain namespace with
   train         dict of child train tensors (loss, train_op, lr, grad_norm, train_acc, batch)
   controller    MicroController with its trainer (search) or None
-  eval_init     {"valid": op, "test": op}: re-initialise the eval iterator on a split
+  eval_init     {"valid", "test", "reward": op}: point the eval iterator at a split; "reward" gives
+                endless shuffled valid batches of batch_size for the controller (search only)
   eval_correct, eval_count   correct predictions and examples in one eval batch
   eval_images, eval_predictions   the eval batch's input and predicted class ids
   eval_arc      (normal, reduce) int32 [4B] tensors the eval graph uses; feed them to score a given
@@ -60,24 +61,21 @@ def _next(dataset):
     return tf.data.make_one_shot_iterator(dataset).get_next()
 
 
-def _build_eval(g, child, data, arcs):
-    """One eval graph for both splits, switched by re-initialising a reinitializable iterator."""
+def _build_eval(g, flags, child, data, arcs, search):
+    """One inference graph for valid, test and (search) the reward batches.
+
+    The splits share it through a reinitializable iterator, so the child's forward graph is built
+    (and compiled by the first run) once instead of once per use.
+    """
     datasets = {s: data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE) for s in ("valid", "test")}
+    if search:
+        datasets["reward"] = data_utils.reward_dataset(data, flags.batch_size, flags.seed)
     iterator = tf.data.Iterator.from_structure(tf.data.get_output_types(datasets["valid"]),
                                                tf.data.get_output_shapes(datasets["valid"]))
     g.eval_init = {s: iterator.make_initializer(ds) for s, ds in datasets.items()}
     g.eval_images, labels = iterator.get_next()
     g.eval_correct, g.eval_predictions = child.build_eval(g.eval_images, labels, *arcs)
     g.eval_count = tf.shape(labels)[0]
-
-
-def _build_controller(g, flags, data, child):
-    """Controller, the reward batch graph on its sampled arc, and its REINFORCE trainer."""
-    g.controller = _make_controller(flags)
-    reward_images, reward_labels = _next(data_utils.reward_dataset(data, flags.batch_size, flags.seed))
-    g.reward_batch_size = reward_images.get_shape().as_list()[0]
-    correct, _ = child.build_eval(reward_images, reward_labels, *g.controller.sample_arc)
-    g.controller.build_trainer(tf.cast(correct, tf.float32) / float(g.reward_batch_size))
 
 
 def build(flags, data, search, fixed_arc):
@@ -89,14 +87,17 @@ def build(flags, data, search, fixed_arc):
     images, labels = _next(data_utils.train_dataset(data, flags.batch_size, flags.seed,
                                                     flags.child_cutout_size))
     if search:
-        _build_controller(g, flags, data, child)
+        g.controller = _make_controller(flags)
         arcs = g.controller.sample_arc
         g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
+        g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
     else:
         arcs = g.eval_arc = (None, None)
     g.train = child.build_train(images, labels, *arcs)
     g.train["batch"] = tf.shape(labels)[0]
-    _build_eval(g, child, data, g.eval_arc)
+    _build_eval(g, flags, child, data, g.eval_arc, search)
+    if search:  # the reward: accuracy of the sampled arc on one reward batch (eval_init["reward"])
+        g.controller.build_trainer(tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32))
     g.global_step = child.global_step
     g.num_params = g.train["num_params"]
     g.saver = tf.train.Saver(max_to_keep=2)

@@ -13,6 +13,22 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
 
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA stubs) ignore
+    TF_CPP_MIN_LOG_LEVEL and would bury a one-line error about bad input."""
+    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow.compat.v1  # noqa: F401
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
 import numpy as np
 from absl import flags as absl_flags
 import tensorflow.compat.v1 as tf
@@ -31,9 +47,9 @@ class NonFiniteLoss(Exception):
 
 def main(mode):
     """Entry point of both scripts: exit 0 on success, 2 on bad input, 1 on a non-finite loss."""
+    tf.get_logger().setLevel("ERROR")
     tf.disable_v2_behavior()
     tf.enable_resource_variables()  # ref variables race with in-place momentum updates (spec)
-    tf.get_logger().setLevel("ERROR")
     enas_flags.define_flags(mode)
     try:
         FLAGS(sys.argv)
@@ -161,6 +177,7 @@ class Loop(object):
     def train_controller(self):
         """controller_train_steps * controller_num_aggregate runs = controller_train_steps updates."""
         c = self.g.controller
+        self.sess.run(self.g.eval_init["reward"])
         fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.train_op]
         for run_id in range(FLAGS.controller_train_steps * FLAGS.controller_num_aggregate):
             loss, entropy, lr, grad_norm, valid_acc, baseline, _ = self.sess.run(fetches)
@@ -176,6 +193,7 @@ class Loop(object):
     def print_sampled_arcs(self, epoch, num=10):
         """Samples `num` architectures, scores each on one valid batch, prints and records them."""
         print("Here are {} architectures".format(num))
+        self.sess.run(self.g.eval_init["reward"])
         rows = []
         for _ in range(num):
             (normal_arc, reduce_arc), valid_acc = self.sess.run(

@@ -13,6 +13,7 @@ API
 """
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -85,8 +86,11 @@ def read_arc_text(text):
     """Returns the arc string itself, or the contents of the file `text` names."""
     text = text.strip()
     if text and os.path.isfile(text):
-        with open(text) as f:
-            return f.read().strip()
+        try:
+            with open(text) as f:
+                return f.read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError("--child_fixed_arc {}: cannot read it as a text file ({})".format(text, e))
     return text
 
 
@@ -103,11 +107,10 @@ def parse_arc(text, num_cells):
     if len(pieces) != expected:
         raise _arc_error(text, "expected {} integers (4 per node, {} nodes, normal cell then "
                                "reduction cell), got {}".format(expected, num_cells, len(pieces)))
-    try:
-        arc = [int(p) for p in pieces]
-    except ValueError:
-        bad = next(p for p in pieces if not p.lstrip("-").isdigit())
+    bad = next((p for p in pieces if not re.fullmatch(r"-?[0-9]+", p)), None)
+    if bad is not None:
         raise _arc_error(text, "expected integers, got '{}'".format(bad[:20]))
+    arc = [int(p) for p in pieces]
     for pos, value in enumerate(arc):
         cell = "normal" if pos < 4 * num_cells else "reduction"
         node = (pos % (4 * num_cells)) // 4 + 2

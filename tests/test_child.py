@@ -1,0 +1,350 @@
+"""Tests of micro_child.MicroChild: fixed-arc shapes, learning, search-mode branch execution,
+arc feeding, and checkpoint / resume."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tensorflow.compat.v1 as tf
+
+import data_utils
+from micro_child import MicroChild
+from micro_controller import MicroController
+import utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
+# num_cells = 2 arcs; with child_num_layers 0 both cells are reduction cells, so the reduce half matters.
+POOL_ARC = [1, 3, 0, 2, 2, 4, 0, 3]   # no separable conv anywhere
+CONV_ARC = [1, 0, 0, 3, 2, 4, 0, 2]   # node 2, slot x: sep 3x3 on input 1
+SMALL_FIXED = "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2"
+
+
+def _graph():
+    tf.enable_resource_variables()
+    return tf.Graph()
+
+
+def _unused_count(arc, num_cells):
+    used = set(arc[0::4]) | set(arc[2::4])
+    return sum(1 for i in range(num_cells + 2) if i not in used)
+
+
+class _RecordingChild(MicroChild):
+    """Records the output tensor of every cell."""
+
+    def _layer(self, layer_id, layers, arc, out_filters, reduction, is_training):
+        out = super()._layer(layer_id, layers, arc, out_filters, reduction, is_training)
+        self.recorded.append((layer_id, reduction, out))
+        return out
+
+
+# ---------------------------------------------------------------------------- fixed arc shapes
+@pytest.mark.parametrize("num_layers", [2, 3])
+def test_fixed_mnist_arc_shapes(num_layers):
+    normal, reduce = utils.parse_arc(MNIST_ARC, 5)
+    assert _unused_count(normal, 5) == 5 and _unused_count(reduce, 5) == 3
+    with _graph().as_default():
+        child = _RecordingChild(num_classes=10, num_layers=num_layers, num_cells=5, out_filters=8,
+                                fixed_arc=(normal, reduce), drop_path_keep_prob=0.6)
+        child.recorded = []
+        images = tf.zeros([2, 12, 12, 1])
+        logits, aux = child.model(images, True)
+        assert logits.get_shape().as_list() == [2, 10]
+        assert aux is not None and aux.get_shape().as_list() == [2, 10]
+        recorded = child.recorded
+        assert [r[0] for r in recorded] == list(range(num_layers + 2))
+        reductions = [layer_id for layer_id, red, _ in recorded if red]
+        assert reductions == [num_layers // 3, 2 * (num_layers // 3) + 1]
+        size, filters = 12, 8
+        for layer_id, reduction, out in recorded:
+            if reduction:
+                size, filters = size // 2, filters * 2
+            n_unused = 3 if reduction else 5
+            assert out.get_shape().as_list() == [2, size, size, n_unused * filters], layer_id
+        assert size == 3
+        # the recorded shapes are the real run-time shapes too
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            outs = sess.run([r[2] for r in recorded] + [logits])
+        for (_, _, t), v in zip(recorded, outs):
+            assert list(v.shape) == t.get_shape().as_list()
+        assert np.all(np.isfinite(outs[-1]))
+
+
+def test_fixed_eval_graph_has_no_aux_head_and_same_shapes():
+    normal, reduce = utils.parse_arc(MNIST_ARC, 5)
+    with _graph().as_default():
+        child = _RecordingChild(num_classes=4, num_layers=2, num_cells=5, out_filters=8,
+                                fixed_arc=(normal, reduce))
+        child.recorded = []
+        logits, aux = child.model(tf.zeros([3, 12, 12, 1]), False)
+        assert aux is None
+        assert logits.get_shape().as_list() == [3, 4]
+        # reduction cells at layer 0 and 1: 12 -> 6 -> 3, then one normal cell
+        assert [r[2].get_shape().as_list() for r in child.recorded] == [
+            [3, 6, 6, 3 * 16], [3, 3, 3, 3 * 32], [3, 3, 3, 5 * 32], [3, 3, 3, 5 * 32]]
+
+
+# ----------------------------------------------------------------------------- learning
+def _small_data(tmp_path, make_png_dataset, size=12):
+    dirs = make_png_dataset(tmp_path / "data", num_classes=3, per_class=(16, 4, 4), size=size,
+                            seed=1)
+    return data_utils.read_data(*dirs, channel=1, img_size=size, n_aug_img=1)
+
+
+def _fixed_child(num_train_batches, **kw):
+    args = dict(num_classes=3, num_layers=1, num_cells=2, out_filters=8, keep_prob=1.0,
+                drop_path_keep_prob=None, l2_reg=1e-4, lr_max=0.05, lr_min=0.0005,
+                num_train_batches=num_train_batches, num_epochs=20,
+                fixed_arc=utils.parse_arc(SMALL_FIXED, 2))
+    args.update(kw)
+    return MicroChild(**args)
+
+
+def test_fixed_arc_loss_falls_on_learnable_data(tmp_path, make_png_dataset):
+    data = _small_data(tmp_path, make_png_dataset)
+    batches = data_utils.num_train_batches(len(data["labels"]["train"]), 1, 16)
+    assert batches == 3
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        images, labels = tf.data.make_one_shot_iterator(
+            data_utils.train_dataset(data, 16, seed=0)).get_next()
+        child = _fixed_child(batches)
+        t = child.build_train(images, labels)
+        correct, _ = child.build_eval(tf.constant(((data["images"]["train"].astype(np.float32)
+                                                    - data["mean"]) / data["std"])),
+                                      tf.constant(data["labels"]["train"]))
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            losses = []
+            for _ in range(45):
+                loss, _ = sess.run([t["loss"], t["train_op"]])
+                losses.append(loss)
+            train_correct = sess.run(correct)
+            step = sess.run(child.global_step)
+    assert np.all(np.isfinite(losses))
+    assert step == 45
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+    assert train_correct > 48 // 3 + 8  # clearly above chance on the 48 training images
+
+
+# ----------------------------------------------------------------------------- search mode
+def _search_child(**kw):
+    args = dict(num_classes=3, num_layers=0, num_cells=2, out_filters=4, keep_prob=1.0,
+                use_aux_heads=False, l2_reg=0.0, fixed_arc=None)
+    args.update(kw)
+    return MicroChild(**args)
+
+
+def test_search_child_same_output_for_sampled_and_fed_arc():
+    batch = np.random.RandomState(0).randn(8, 8, 8, 1).astype(np.float32)
+    with _graph().as_default():
+        tf.set_random_seed(3)
+        controller = MicroController(num_cells=2, tanh_constant=1.1, op_tanh_reduce=2.5)
+        child = _search_child(num_layers=1)
+        arcs = tuple(tf.placeholder_with_default(a, [8]) for a in controller.sample_arc)
+        logits, aux = child.model(tf.constant(batch), False, *arcs)
+        assert aux is None
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            seen = set()
+            for _ in range(3):
+                (normal, reduce), first = sess.run([controller.sample_arc, logits])
+                second = sess.run(logits, {arcs[0]: normal, arcs[1]: reduce})
+                np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-6)
+                seen.add(utils.arc_to_string(normal, reduce))
+            # feeding really takes effect: two different arcs give different outputs
+            a = sess.run(logits, {arcs[0]: CONV_ARC, arcs[1]: CONV_ARC})
+            b = sess.run(logits, {arcs[0]: POOL_ARC, arcs[1]: POOL_ARC})
+            a2 = sess.run(logits, {arcs[0]: CONV_ARC, arcs[1]: CONV_ARC})
+    np.testing.assert_allclose(a, a2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(a, b, atol=1e-4)
+
+
+def _executed(run_metadata):
+    """(node names, op types) that really ran in a traced session.run."""
+    names, types = set(), set()
+    for dev in run_metadata.step_stats.dev_stats:
+        for ns in dev.node_stats:
+            names.add(ns.node_name)
+            label = ns.timeline_label
+            if " = " in label:
+                types.add(label.split(" = ", 1)[1].split("(", 1)[0].strip())
+    return names, types
+
+
+def _table(sess, name):
+    var = [v for v in tf.global_variables() if v.op.name == name]
+    assert len(var) == 1, name
+    return sess.run(var[0])
+
+
+def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
+    batch = np.random.RandomState(1).randn(8, 8, 8, 1).astype(np.float32)
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        child = _search_child()
+        assert child.pool_layers == [0, 1]  # both cells are reduction cells: reduce arc decides
+        arcs = tuple(tf.placeholder_with_default(tf.constant(POOL_ARC), [8]) for _ in range(2))
+        t = child.build_train(tf.constant(batch), tf.constant(np.arange(8) % 3, tf.int32), *arcs)
+        tables = sorted(v.op.name for v in tf.global_variables()
+                        if re.search(r"conv_[35]x[35]/stack_\d/w_depth$", v.op.name))
+        # 2 layers x 2 nodes x 2 slots x 2 kernels x 2 stacks
+        assert len(tables) == 32
+        options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            before = {n: _table(sess, n) for n in tables}
+
+            meta = tf.RunMetadata()
+            sess.run(t["train_op"], {arcs[0]: POOL_ARC, arcs[1]: POOL_ARC},
+                     options=options, run_metadata=meta)
+            names, types = _executed(meta)
+            after_pool = {n: _table(sess, n) for n in tables}
+
+            meta = tf.RunMetadata()
+            sess.run(t["train_op"], {arcs[0]: CONV_ARC, arcs[1]: CONV_ARC},
+                     options=options, run_metadata=meta)
+            conv_names, conv_types = _executed(meta)
+            after_conv = {n: _table(sess, n) for n in tables}
+            assert sess.run(child.global_step) == 2
+
+    def depthwise(ns, ts):
+        return [x for x in ns | ts if "depthwise" in x.lower()]
+
+    # the trace sees inside the branches: pools (and their gradients) ran
+    assert any("MaxPool" in x for x in types) and any("AvgPool" in x for x in types)
+    assert depthwise(names, types) == [], "a separable conv ran although no node chose one"
+    assert depthwise(conv_names, conv_types), "the chosen separable conv did not run"
+    assert any("DepthwiseConv2dNativeBackpropFilter" in x for x in conv_types)
+    # only one sep conv slot per layer was chosen: its forward kernels ran (2 stacks x 2 layers),
+    # not the 32 that exist in the graph
+    forward = [x for x in conv_names if re.search(r"depthwise$", x) and "gradients" not in x]
+    assert 1 <= len(forward) <= 4, forward
+
+    # l2_reg = 0: a table nothing chose gets a zero gradient, so it does not move
+    for n in tables:
+        np.testing.assert_array_equal(after_pool[n], before[n], err_msg=n)
+    for n in tables:
+        if re.search(r"layer_[01]/cell_0/x/conv_3x3/", n):
+            # input 1 was chosen: row 1 moved, row 0 did not
+            assert not np.array_equal(after_conv[n][1], after_pool[n][1]), n
+            np.testing.assert_array_equal(after_conv[n][0], after_pool[n][0], err_msg=n)
+        else:
+            np.testing.assert_array_equal(after_conv[n], after_pool[n], err_msg=n)
+
+
+def test_search_unchosen_branches_get_zero_gradient():
+    batch = np.random.RandomState(2).randn(8, 8, 8, 1).astype(np.float32)
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        child = _search_child()
+        arc = tf.placeholder_with_default(tf.constant(CONV_ARC), [8])
+        logits, _ = child.model(tf.constant(batch), True, arc, arc)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            logits=logits, labels=tf.constant(np.arange(8) % 3, tf.int32)))
+        variables = [v for v in tf.trainable_variables()
+                     if re.search(r"layer_0/cell_0/[xy]/conv_[35]x[35]/", v.op.name)]
+        assert len(variables) == 2 * 2 * 2 * 4  # slots x kernels x stacks x (w_depth, w_point, offset, scale)
+        grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, variables)]
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            pool_grads = sess.run(grads, {arc: POOL_ARC})
+            conv_grads = sess.run(grads, {arc: CONV_ARC})
+    for v, g in zip(variables, pool_grads):
+        assert not np.any(g), v.op.name
+    for v, g in zip(variables, conv_grads):
+        if "/x/conv_3x3/" in v.op.name and "/offset" not in v.op.name:
+            assert np.any(g[1]), v.op.name           # the chosen input's row learns
+            assert not np.any(g[0]), v.op.name       # the other input's row does not
+        elif "/x/conv_3x3/" not in v.op.name:
+            assert not np.any(g), v.op.name
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _build_for_checkpoint(data):
+    images, labels = tf.data.make_one_shot_iterator(
+        data_utils.train_dataset(data, 16, seed=0)).get_next()
+    child = _fixed_child(3)
+    t = child.build_train(images, labels)
+    return child, t, tf.train.Saver()
+
+
+def test_checkpoint_restore_gives_same_step_and_weights(tmp_path, make_png_dataset):
+    data = _small_data(tmp_path, make_png_dataset, size=8)
+    ckpt_dir = str(tmp_path / "ckpt")
+    os.makedirs(ckpt_dir)
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        child, t, saver = _build_for_checkpoint(data)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            initial = {v.op.name: sess.run(v) for v in tf.global_variables()}
+            for _ in range(3):
+                sess.run(t["train_op"])
+            saved = {v.op.name: sess.run(v) for v in tf.global_variables()}
+            saver.save(sess, os.path.join(ckpt_dir, "model.ckpt"), global_step=child.global_step)
+    assert saved["global_step"] == 3
+    assert any("Momentum" in n for n in saved)  # optimizer slots are saved too
+    changed = [n for n in saved if n != "global_step" and not np.array_equal(saved[n], initial[n])]
+    assert changed, "training did not change any variable"
+
+    with _graph().as_default():
+        tf.set_random_seed(1)
+        child, t, saver = _build_for_checkpoint(data)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            fresh = {v.op.name: sess.run(v) for v in tf.global_variables()}
+            latest = tf.train.latest_checkpoint(ckpt_dir)
+            assert latest.endswith("model.ckpt-3")
+            saver.restore(sess, latest)
+            restored = {v.op.name: sess.run(v) for v in tf.global_variables()}
+            sess.run(t["train_op"])
+            step_after = sess.run(child.global_step)
+    assert fresh["global_step"] == 0
+    assert set(restored) == set(saved)
+    for n in saved:
+        np.testing.assert_array_equal(restored[n], saved[n], err_msg=n)
+    assert any(not np.array_equal(fresh[n], saved[n]) for n in changed)
+    assert step_after == 4
+
+
+STEP_RE = re.compile(r"ch_step = (\d+)")
+
+
+def _run_trainer(args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main_child_trainer.py")] + args,
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_rerun_resumes_from_checkpoint(tmp_path, make_png_dataset):
+    train, valid, test = make_png_dataset(tmp_path / "data", num_classes=3, per_class=(16, 4, 4),
+                                          size=8)
+    out = str(tmp_path / "out")
+    args = ["--train_data_dir", train, "--val_data_dir", valid, "--test_data_dir", test,
+            "--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2",
+            "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1",
+            "--eval_every_epochs", "1", "--n_aug_img", "1", "--seed", "0",
+            "--child_fixed_arc", SMALL_FIXED, "--output_dir", out]
+    first = _run_trainer(args + ["--num_epochs", "1"], ROOT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    steps1 = [int(s) for s in STEP_RE.findall(first.stdout)]
+    assert steps1 == [1, 2, 3]
+    assert "Resumed from" not in first.stdout
+    assert tf.train.latest_checkpoint(out).endswith("model.ckpt-3")
+
+    second = _run_trainer(args + ["--num_epochs", "2"], ROOT)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert re.search(r"Resumed from \S*model\.ckpt-3 at step 3", second.stdout), second.stdout
+    steps2 = [int(s) for s in STEP_RE.findall(second.stdout)]
+    assert steps2 == [4, 5, 6]
+    assert tf.train.latest_checkpoint(out).endswith("model.ckpt-6")
+    # the log file in output_dir holds both runs (append mode)
+    with open(os.path.join(out, "stdout")) as f:
+        log = f.read()
+    assert [int(s) for s in STEP_RE.findall(log)] == [1, 2, 3, 4, 5, 6]

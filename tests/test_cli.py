@@ -1,0 +1,185 @@
+"""End-to-end tests of the two entry scripts, run as subprocesses on a tiny generated data set."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARC16 = "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2"
+TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2",
+        "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1",
+        "--eval_every_epochs", "1", "--seed", "0"]
+STEP_LINE = re.compile(r"^epoch = \d+\s+ch_step = \d+\s+loss = \d+\.\d{6}\s+lr = \d+\.\d{4}\s+"
+                       r"\|g\| = \d+\.\d{4}\s+tr_acc = \d+\s*/\s*\d+ mins = \d+\.\d{2}", re.M)
+# Start-up lines TensorFlow's C++ runtime writes before absl logging is initialised; this TF
+# build writes them whatever TF_CPP_MIN_LOG_LEVEL says, so no program can suppress them.
+TF_STARTUP_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]|"
+                              r"WARNING: All log messages before absl::InitializeLog\(\)|"
+                              r"To enable the following instructions:)")
+
+
+@pytest.fixture(scope="module")
+def data_dirs(tmp_path_factory):
+    from helpers import make_png_dataset
+    root = tmp_path_factory.mktemp("cli_data")
+    return make_png_dataset(root, num_classes=3, per_class=(16, 4, 4), size=8)
+
+
+def _data_flags(dirs):
+    train, valid, test = dirs
+    return ["--train_data_dir", train, "--val_data_dir", valid, "--test_data_dir", test]
+
+
+def _run(script, args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, script] + list(args), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _user_stderr(stderr):
+    """stderr without TensorFlow's unsuppressible C++ start-up lines, as non-empty lines."""
+    return [line for line in stderr.splitlines()
+            if line.strip() and not TF_STARTUP_NOISE.match(line)]
+
+
+# --------------------------------------------------------------------------- final training
+def test_child_trainer_end_to_end(data_dirs, tmp_path):
+    out = str(tmp_path / "final")
+    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+        "--num_epochs", "1", "--n_aug_img", "1", "--child_fixed_arc", ARC16, "--output_dir", out])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    valid = re.findall(r"^valid_accuracy: ([01]\.\d{4})\s*$", r.stdout, re.M)
+    test = re.findall(r"^test_accuracy: ([01]\.\d{4})\s*$", r.stdout, re.M)
+    assert len(valid) == 1 and len(test) == 1, r.stdout
+    assert 0.0 <= float(valid[0]) <= 1.0 and 0.0 <= float(test[0]) <= 1.0
+    steps = STEP_LINE.findall(r.stdout)
+    assert len(steps) == 3, r.stdout  # 48 images / batch 16, log_every 1
+    assert re.search(r"ch_step = 3\s", r.stdout)
+    params = re.search(r"^Model has (\d+) params$", r.stdout, re.M)
+    assert params and int(params.group(1)) > 0
+    names = os.listdir(out)
+    assert "checkpoint" in names
+    assert "model.ckpt-3.index" in names, names
+    assert any(n.startswith("model.ckpt-3.data-") for n in names), names
+    # the log in output_dir holds what was printed
+    with open(os.path.join(out, "stdout")) as f:
+        assert STEP_LINE.search(f.read())
+
+
+def test_child_trainer_augmentation_epoch_length(data_dirs, tmp_path):
+    # n_aug_img 2 doubles the samples per epoch: 96 / 16 = 6 steps in one epoch
+    out = str(tmp_path / "final_aug")
+    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+        "--num_epochs", "1", "--n_aug_img", "2", "--child_fixed_arc", ARC16, "--output_dir", out])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [int(s) for s in re.findall(r"ch_step = (\d+)", r.stdout)] == [1, 2, 3, 4, 5, 6]
+    assert "model.ckpt-6.index" in os.listdir(out)
+
+
+BAD_ARCS = {
+    "wrong_length": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1",
+    "forward_index": "2 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2",
+    "op_7": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 7",
+    "non_integer": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 x",
+    "superscript_digit": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 \u00b9",  # isdigit() but not int()
+}
+
+
+def _assert_one_line_error(r, must_name):
+    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    lines = _user_stderr(r.stderr)
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and must_name in errors[0], lines
+    # nothing else: a user error is one line (TensorFlow's own start-up chatter excepted)
+    assert lines == errors, lines
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARCS))
+def test_child_trainer_bad_arc(case, data_dirs, tmp_path):
+    out = tmp_path / "out"
+    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+        "--child_fixed_arc", BAD_ARCS[case], "--output_dir", str(out)])
+    _assert_one_line_error(r, "--child_fixed_arc")
+    assert not out.exists()  # nothing written before the input was checked
+
+
+def test_child_trainer_missing_arc(data_dirs, tmp_path):
+    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+        "--output_dir", str(tmp_path / "out")])
+    _assert_one_line_error(r, "--child_fixed_arc")
+
+
+def test_child_trainer_missing_data_folder(data_dirs, tmp_path):
+    missing = str(tmp_path / "no_such_folder")
+    train, valid, test = data_dirs
+    r = _run("main_child_trainer.py", ["--train_data_dir", train, "--val_data_dir", missing,
+                                       "--test_data_dir", test] + TINY + [
+        "--child_fixed_arc", ARC16, "--output_dir", str(tmp_path / "out")])
+    _assert_one_line_error(r, missing)
+
+
+def test_child_trainer_empty_data_folder(data_dirs, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    train, valid, test = data_dirs
+    r = _run("main_child_trainer.py", ["--train_data_dir", str(empty), "--val_data_dir", valid,
+                                       "--test_data_dir", test] + TINY + [
+        "--child_fixed_arc", ARC16, "--output_dir", str(tmp_path / "out")])
+    _assert_one_line_error(r, str(empty))
+
+
+# --------------------------------------------------------------------------------- search
+def _read_arcs_tsv(path):
+    with open(path) as f:
+        lines = f.read().splitlines(True)
+    return lines[0], [line.rstrip("\n").split("\t") for line in lines[1:]]
+
+
+def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
+    out = str(tmp_path / "search")
+    r = _run("main_controller_child_trainer.py", _data_flags(data_dirs) + TINY + [
+        "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
+        "--controller_num_final_arcs", "2", "--output_dir", out])
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    header, rows = _read_arcs_tsv(os.path.join(out, "arcs.tsv"))
+    assert header == "epoch\tsource\tarc\tvalid_acc\tn_images\n"
+    assert all(len(row) == 5 for row in rows), rows
+    samples = [row for row in rows if row[1] == "sample"]
+    finals = [row for row in rows if row[1] == "final"]
+    assert len(samples) + len(finals) == len(rows)
+    assert sorted(int(row[0]) for row in samples) == [1] * 10 + [2] * 10
+    assert len(finals) == 2
+    for row in rows:
+        normal, reduce = utils.parse_arc(row[2], num_cells=2)
+        assert utils.arc_to_string(normal, reduce) == row[2]
+        assert 0.0 <= float(row[3]) <= 1.0
+    assert all(int(row[4]) == 12 for row in samples)   # one reward batch: min(16, 12 valid)
+    assert all(int(row[4]) == 12 for row in finals)    # the whole valid split
+
+    with open(os.path.join(out, "best_arc.txt")) as f:
+        best = f.read().strip()
+    best_acc = max(float(row[3]) for row in finals)
+    assert best in [row[2] for row in finals if float(row[3]) == best_acc]
+    assert "Best architecture: " + best in r.stdout
+    assert "python main_child_trainer.py --child_fixed_arc" in r.stdout
+    assert re.search(r"--child_fixed_arc \S*best_arc\.txt", r.stdout)
+    assert len(STEP_LINE.findall(r.stdout)) == 6
+    assert len(re.findall(r"^ctrl_step = ", r.stdout, re.M)) == 2 * 2 * 2
+
+    retrain_out = str(tmp_path / "final")
+    r2 = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+        "--num_epochs", "1", "--n_aug_img", "1",
+        "--child_fixed_arc", os.path.join(out, "best_arc.txt"), "--output_dir", retrain_out])
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert re.search(r"^valid_accuracy: [01]\.\d{4}", r2.stdout, re.M)
+    assert "model.ckpt-3.index" in os.listdir(retrain_out)
+    # the retrained arc is the one the search found
+    with open(os.path.join(retrain_out, "run_flags.json")) as f:
+        assert best in f.read()
