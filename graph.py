@@ -10,6 +10,8 @@ build(flags, data, search, fixed_arc) -> Graph, a plain namespace with
   eval_arc      (normal, reduce) int32 [4B] tensors the eval graph uses; feed them to score a given
                 arc (search; they default to a fresh controller sample per batch)
   global_step, saver, init_op, num_params, num_train_batches, reward_batch_size
+  epochs_done   the last epoch whose end-of-epoch work (controller, eval) finished; with
+                set_epochs_done(sess, epoch) it lets a resumed run redo an interrupted epoch end
 """
 import types
 
@@ -78,6 +80,13 @@ def _build_eval(g, flags, child, data, arcs, search):
     g.eval_count = tf.shape(labels)[0]
 
 
+def _build_epochs_done(g):
+    g.epochs_done = tf.get_variable("epochs_done", [], tf.int64, tf.zeros_initializer(), trainable=False)
+    new_value = tf.placeholder(tf.int64, [])
+    assign = g.epochs_done.assign(new_value)
+    g.set_epochs_done = lambda sess, epoch: sess.run(assign, {new_value: epoch})
+
+
 def build(flags, data, search, fixed_arc):
     """Builds everything (see the module docstring). fixed_arc: (normal, reduce) lists or None."""
     g = types.SimpleNamespace(controller=None, reward_batch_size=None)
@@ -99,6 +108,7 @@ def build(flags, data, search, fixed_arc):
     if search:  # the reward: accuracy of the sampled arc on one reward batch (eval_init["reward"])
         g.controller.build_trainer(tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32))
     g.global_step = child.global_step
+    _build_epochs_done(g)
     g.num_params = g.train["num_params"]
     g.saver = tf.train.Saver(max_to_keep=2)
     g.init_op = tf.global_variables_initializer()

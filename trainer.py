@@ -98,10 +98,13 @@ class Loop(object):
 
     def train(self):
         step = self.restore()
+        epochs_done = int(self.sess.run(self.g.epochs_done))
         if self.search:
-            records.keep_rows_up_to(self.arcs_path, step // self.num_train_batches)
+            records.keep_rows_up_to(self.arcs_path, epochs_done)
         print("Model has {} params".format(self.g.num_params))
         try:
+            if step > 0 and step // self.num_train_batches > epochs_done:
+                self.end_of_epoch(step)  # the run stopped between an epoch's last step and its end
             while step < self.total_steps:
                 step = self.child_step(step)
                 if step % self.num_train_batches == 0:
@@ -155,6 +158,7 @@ class Loop(object):
         if epoch % FLAGS.eval_every_epochs == 0 or step >= self.total_steps:
             print("Epoch {}: Eval".format(epoch))
             self.evaluate_all(step)
+        self.g.set_epochs_done(self.sess, epoch)
         self.save()
 
     def evaluate_all(self, step):
