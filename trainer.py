@@ -92,6 +92,12 @@ class Loop(object):
         self.num_train_batches = g.num_train_batches
         self.total_steps = FLAGS.num_epochs * self.num_train_batches
         self.arcs_path = os.path.join(FLAGS.output_dir, "arcs.tsv")
+        self.writer = tf.summary.FileWriter(FLAGS.output_dir)  # TensorBoard scalars, no graph
+
+    def summarize(self, step, values):
+        """Writes {tag: number} as TensorBoard scalars at `step` (no extra graph ops or runs)."""
+        self.writer.add_summary(tf.Summary(value=[
+            tf.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()]), step)
 
     def mins(self):
         return (time.time() - self.start) / 60.0
@@ -143,6 +149,8 @@ class Loop(object):
             raise NonFiniteLoss("child loss is {} at step {}; stopped, the last checkpoint in {} is "
                                 "kept".format(loss, step, FLAGS.output_dir))
         if step % FLAGS.log_every == 0:
+            self.summarize(step, {"child/loss": loss, "child/lr": lr, "child/grad_norm": grad_norm,
+                                  "child/train_acc": train_acc / float(batch)})
             print("epoch = {:<4d}ch_step = {:<6d}loss = {:<8.6f} lr = {:<8.4f} |g| = {:<8.4f} "
                   "tr_acc = {:<3d}/{:>3d} mins = {:<10.2f}".format(
                       step // self.num_train_batches, step, loss, lr, grad_norm, train_acc, batch,
@@ -164,7 +172,10 @@ class Loop(object):
     def evaluate_all(self, step):
         print("Eval at {}".format(step))
         for split in ("valid", "test"):
-            print("{}_accuracy: {:<6.4f}".format(split, self.evaluate(split)))
+            accuracy = self.evaluate(split)
+            print("{}_accuracy: {:<6.4f}".format(split, accuracy))
+            self.summarize(step, {"eval/{}_acc".format(split): accuracy})
+        self.writer.flush()
 
     def evaluate(self, split, feed=None):
         """Accuracy on the whole split; every example seen exactly once."""
@@ -182,17 +193,21 @@ class Loop(object):
         """controller_train_steps * controller_num_aggregate runs = controller_train_steps updates."""
         c = self.g.controller
         self.sess.run(self.g.eval_init["reward"])
-        fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.train_op]
+        fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
+                   c.train_op]
         for run_id in range(FLAGS.controller_train_steps * FLAGS.controller_num_aggregate):
-            loss, entropy, lr, grad_norm, valid_acc, baseline, _ = self.sess.run(fetches)
+            loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(fetches)
             if not math.isfinite(loss):
                 raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
                                     "checkpoint in {} is kept".format(loss, run_id, FLAGS.output_dir))
             if (run_id + 1) % FLAGS.log_every == 0:
+                ctrl_step = int(self.sess.run(c.train_step))
+                self.summarize(ctrl_step, {
+                    "controller/loss": loss, "controller/reward": reward, "controller/baseline": baseline,
+                    "controller/entropy": entropy, "controller/valid_acc": valid_acc})
                 print("ctrl_step = {:<6d}loss = {:<7.3f} ent = {:<5.2f} lr = {:<6.4f} |g| = {:<8.4f} "
                       "acc = {:<6.4f} bl = {:<5.2f} mins = {:<.2f}".format(
-                          int(self.sess.run(c.train_step)), loss, entropy, lr, grad_norm, valid_acc,
-                          baseline, self.mins()))
+                          ctrl_step, loss, entropy, lr, grad_norm, valid_acc, baseline, self.mins()))
 
     def print_sampled_arcs(self, epoch, num=10):
         """Samples `num` architectures, scores each on one valid batch, prints and records them."""
@@ -206,6 +221,7 @@ class Loop(object):
             print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
             rows.append((epoch, "sample", arc, valid_acc, self.g.reward_batch_size))
         records.append_rows(self.arcs_path, rows)
+        self.summarize(self.global_step(), {"search/sampled_valid_acc": np.mean([r[3] for r in rows])})
 
     def pick_best_arc(self):
         """Scores controller_num_final_arcs samples on the whole valid set; writes best_arc.txt."""
