@@ -65,33 +65,28 @@ def relu_conv_bn(x, out_filters, is_training, data_format, name):
         return batch_norm(x, is_training, data_format)
 
 
-def _shift_by_one(x, data_format):
-    """Pads one zero row/column at the bottom/right and drops the first: a one-pixel shift."""
-    if data_format == "NHWC":
-        return tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
-    return tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 1]])[:, :, 1:, 1:]
-
-
-def _every_second_pixel(x, data_format):
-    return x[:, ::2, ::2, :] if data_format == "NHWC" else x[:, :, ::2, ::2]
+def _drop_first_row_and_column(x, data_format):
+    return x[:, 1:, 1:, :] if data_format == "NHWC" else x[:, :, 1:, 1:]
 
 
 def factorized_reduction(x, out_filters, is_training, data_format, name="fr"):
     """Halves H and W and maps to out_filters channels without losing the odd pixels (§2.5).
 
-    Two 1x1 convs to out_filters/2 on the even pixels and on the one-pixel-shifted even pixels,
-    concatenated, then BN. No ReLU inside (callers put one in front).
+    Path 1: a 1x1 conv to out_filters/2 on the even pixels; path 2: the same on the pixels shifted
+    by one (the odd ones); concatenated, then BN. No ReLU inside (callers put one in front).
+    Each path is one stride-2 1x1 conv, the same maths as the original's 1x1 "avg pool" with stride 2
+    followed by a 1x1 conv, without materialising the subsampled tensor (its gradient was slow).
     """
     assert out_filters % 2 == 0, "out_filters must be even"
     inp_c = channels(x, data_format)
     concat_axis = 3 if data_format == "NHWC" else 1
     with tf.variable_scope(name):
         paths = []
-        for i, path_x in enumerate([x, _shift_by_one(x, data_format)]):
+        for i, path_x in enumerate([x, _drop_first_row_and_column(x, data_format)]):
             with tf.variable_scope("path{}".format(i + 1)):
                 w = create_weight("w", [1, 1, inp_c, out_filters // 2])
-                path_x = _every_second_pixel(path_x, data_format)
-                paths.append(tf.nn.conv2d(path_x, w, [1, 1, 1, 1], "VALID", data_format=data_format))
+                paths.append(tf.nn.conv2d(path_x, w, strides(2, data_format), "VALID",
+                                          data_format=data_format))
         return batch_norm(tf.concat(paths, axis=concat_axis), is_training, data_format)
 
 
