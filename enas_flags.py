@@ -23,6 +23,9 @@ def define_flags(mode):
     _define_child_flags(search)
     if search:
         _define_controller_flags()
+    else:
+        DEFINE_boolean("export_only", False, "Only export output_dir's latest checkpoint as a SavedModel "
+                                             "(output_dir/saved_model), then stop.")
 
 
 def _define_run_flags(search):

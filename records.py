@@ -17,7 +17,7 @@ RUN_FLAGS_FILE = "run_flags.json"
 ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 # Names this program writes into output_dir; a reset deletes only these.
 OWN_NAMES = ("checkpoint", "stdout", "arcs.tsv", "best_arc.txt", RUN_FLAGS_FILE, "labels.txt",
-             "saved_model", "search_progress.png", "train_progress.png")
+             "saved_model", "progress.tsv", "search_progress.png", "train_progress.png")
 OWN_PREFIXES = ("model.ckpt-", "events.out.tfevents", "best_arc_", ".tmp_")
 
 

@@ -35,9 +35,12 @@ import tensorflow.compat.v1 as tf
 
 import data_utils
 import enas_flags
+import export
 import graph as graph_lib
+import progress
 import records
 import utils
+import visualize
 from utils import FLAGS, UserError
 
 
@@ -74,6 +77,10 @@ def run(mode):
             FLAGS.batch_size, len(data["labels"]["train"]), FLAGS.train_data_dir))
     run_flags = records.shaping_flags(FLAGS, mode, fixed_arc, len(data["class_names"]))
     records.prepare_output_dir(FLAGS.output_dir, FLAGS.reset_output_dir, run_flags)
+    if not search and FLAGS.export_only:
+        print("SavedModel written to {}".format(
+            export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
+        return
     sys.stdout = utils.Logger(os.path.join(FLAGS.output_dir, "stdout"))
     utils.print_user_flags()
     if FLAGS.seed is not None:
@@ -81,6 +88,9 @@ def run(mode):
     g = graph_lib.build(FLAGS, data, search, fixed_arc)
     with tf.Session(config=graph_lib.session_config(FLAGS)) as sess:
         Loop(sess, g, data, search).train()
+    if not search:
+        print("SavedModel written to {}".format(
+            export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
 
 
 class Loop(object):
@@ -93,6 +103,7 @@ class Loop(object):
         self.total_steps = FLAGS.num_epochs * self.num_train_batches
         self.arcs_path = os.path.join(FLAGS.output_dir, "arcs.tsv")
         self.writer = tf.summary.FileWriter(FLAGS.output_dir)  # TensorBoard scalars, no graph
+        self.epoch_losses, self.controller_state = [], {}
 
     def summarize(self, step, values):
         """Writes {tag: number} as TensorBoard scalars at `step` (no extra graph ops or runs)."""
@@ -107,6 +118,7 @@ class Loop(object):
         epochs_done = int(self.sess.run(self.g.epochs_done))
         if self.search:
             records.keep_rows_up_to(self.arcs_path, epochs_done)
+        self.progress = progress.ProgressLog(FLAGS.output_dir, keep_up_to=epochs_done)
         print("Model has {} params".format(self.g.num_params))
         try:
             if step > 0 and step // self.num_train_batches > epochs_done:
@@ -145,6 +157,7 @@ class Loop(object):
         loss, lr, grad_norm, train_acc, batch, _ = self.sess.run(
             [t["loss"], t["lr"], t["grad_norm"], t["train_acc"], t["batch"], t["train_op"]])
         step += 1
+        self.epoch_losses.append(loss)
         if not math.isfinite(loss):
             raise NonFiniteLoss("child loss is {} at step {}; stopped, the last checkpoint in {} is "
                                 "kept".format(loss, step, FLAGS.output_dir))
@@ -165,17 +178,33 @@ class Loop(object):
             self.print_sampled_arcs(epoch)
         if epoch % FLAGS.eval_every_epochs == 0 or step >= self.total_steps:
             print("Epoch {}: Eval".format(epoch))
-            self.evaluate_all(step)
+            accuracies = self.evaluate_all(step)
+            self.record_progress(epoch, accuracies)
+        self.epoch_losses = []
         self.g.set_epochs_done(self.sess, epoch)
         self.save()
 
     def evaluate_all(self, step):
         print("Eval at {}".format(step))
+        accuracies = {}
         for split in ("valid", "test"):
             accuracy = self.evaluate(split)
             print("{}_accuracy: {:<6.4f}".format(split, accuracy))
             self.summarize(step, {"eval/{}_acc".format(split): accuracy})
+            accuracies[split + "_acc"] = accuracy
         self.writer.flush()
+        return accuracies
+
+    def record_progress(self, epoch, accuracies):
+        """Appends this epoch's figures to progress.tsv and redraws the progress plot."""
+        loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else None
+        self.progress.add(epoch, loss=loss, **accuracies, **self.controller_state)
+        if self.search:
+            progress.plot_search_progress(self.arcs_path, self.progress,
+                                          os.path.join(FLAGS.output_dir, "search_progress.png"))
+        else:
+            progress.plot_train_progress(self.progress,
+                                         os.path.join(FLAGS.output_dir, "train_progress.png"))
 
     def evaluate(self, split, feed=None):
         """Accuracy on the whole split; every example seen exactly once."""
@@ -197,6 +226,7 @@ class Loop(object):
                    c.train_op]
         for run_id in range(FLAGS.controller_train_steps * FLAGS.controller_num_aggregate):
             loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(fetches)
+            self.controller_state = {"baseline": baseline, "entropy": entropy}
             if not math.isfinite(loss):
                 raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
                                     "checkpoint in {} is kept".format(loss, run_id, FLAGS.output_dir))
@@ -233,6 +263,7 @@ class Loop(object):
             records.write_atomic(best_path, best_arc + "\n")
         acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)
         print("Best architecture: {}{}".format(best_arc, acc))
+        visualize.draw_arc(best_arc, FLAGS.output_dir, num_cells=FLAGS.child_num_cells, prefix="best_arc_")
         print("Retrain it with:\n  " + records.retrain_command(FLAGS, best_path))
 
     def score_final_arcs(self):
