@@ -131,14 +131,17 @@ def append_rows(path, rows):
         os.fsync(f.fileno())
 
 
-def keep_rows_up_to(path, epoch):
-    """On resume: drops rows of epochs after the restored checkpoint, and any torn last line."""
+def keep_rows_up_to(path, epoch, drop_source=None):
+    """On resume: drops rows of epochs after the restored checkpoint, any torn last line, and
+    (drop_source) rows of that source, e.g. final candidates a stopped run scored but never picked."""
     if not os.path.exists(path):
         return
     with open(path) as f:
         lines = f.readlines()
-    kept = [ARCS_HEADER] + [line for line in lines[1:] if line.endswith("\n")
-                            and len(line.split("\t")) == 5 and int(line.split("\t")[0]) <= epoch]
+    fields = [line.split("\t") for line in lines]
+    kept = [ARCS_HEADER] + [line for line, f in zip(lines[1:], fields[1:])
+                            if line.endswith("\n") and len(f) == 5 and int(f[0]) <= epoch
+                            and f[1] != drop_source]
     if kept != lines:
         write_atomic(path, "".join(kept))
 

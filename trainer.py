@@ -207,15 +207,17 @@ class Loop(object):
                                          os.path.join(FLAGS.output_dir, "train_progress.png"))
 
     def evaluate(self, split, feed=None):
-        """Accuracy on the whole split; every example seen exactly once."""
+        """Accuracy on the whole split; every example seen exactly once.
+
+        Runs exactly ceil(N / batch) batches instead of running until OutOfRangeError: in a search
+        that failing run would still sample an arc and shift the seeded random stream.
+        """
         self.sess.run(self.g.eval_init[split])
-        correct = total = 0
-        while True:
-            try:
-                c, n = self.sess.run([self.g.eval_correct, self.g.eval_count], feed_dict=feed)
-            except tf.errors.OutOfRangeError:
-                return correct / float(max(total, 1))
-            correct, total = correct + c, total + n
+        n = len(self.data["labels"][split])
+        correct = 0
+        for _ in range(int(math.ceil(n / float(graph_lib.EVAL_BATCH_SIZE)))):
+            correct += self.sess.run(self.g.eval_correct, feed_dict=feed)
+        return correct / float(max(n, 1))
 
     # ------------------------------------------------------------------------------ search only
     def train_controller(self):
@@ -259,6 +261,7 @@ class Loop(object):
         if os.path.exists(best_path):
             best_arc, best_acc = open(best_path).read().strip(), None
         else:
+            records.keep_rows_up_to(self.arcs_path, FLAGS.num_epochs, drop_source="final")
             best_arc, best_acc = self.score_final_arcs()
             records.write_atomic(best_path, best_arc + "\n")
         acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)

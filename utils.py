@@ -78,6 +78,7 @@ class Logger(object):
 
 
 def _arc_error(text, why):
+    text = " ".join(text.split())
     shown = text if len(text) <= 60 else text[:57] + "..."
     return UserError("--child_fixed_arc '{}': {}".format(shown, why))
 
