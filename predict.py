@@ -11,7 +11,6 @@ SavedModel's parent folder. Bad input: one line on stderr, exit status 2.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 BATCH = 64
@@ -19,18 +18,6 @@ BATCH = 64
 
 class PredictError(Exception):
     """Bad input: printed as one line, exit status 2."""
-
-
-def _import_tensorflow_quietly():
-    """As trainer.py: TF's C++ start-up lines would bury a one-line error."""
-    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow.compat.v1  # noqa: F401
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
 
 
 def list_images(paths):
@@ -96,7 +83,7 @@ def main(argv):
             raise PredictError("{} does not exist or is not a folder".format(model_dir))
         labels = read_labels(model_dir)
         files = list_images(paths)
-        _import_tensorflow_quietly()
+        import utils  # noqa: F401  (imports TensorFlow quietly)
         import numpy as np
         import data_utils  # its private _decode is exactly training's conversion (no public helper)
         predictor = Predictor(model_dir)

@@ -11,23 +11,7 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
-
-
-def _import_tensorflow_quietly():
-    """Imports TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA stubs) ignore
-    TF_CPP_MIN_LOG_LEVEL and would bury a one-line error about bad input."""
-    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow.compat.v1  # noqa: F401
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
-
-
-_import_tensorflow_quietly()
+import utils  # first: it imports TensorFlow quietly
 
 import numpy as np
 from absl import flags as absl_flags
@@ -39,7 +23,6 @@ import export
 import graph as graph_lib
 import progress
 import records
-import utils
 import visualize
 from utils import FLAGS, UserError
 

@@ -2,6 +2,7 @@
 
 API
   UserError                        bad user input: one line, exit status 2, no traceback
+  import_tensorflow_quietly()      run on import: TensorFlow's C++ start-up lines never reach stderr
   DEFINE_string/integer/float/boolean, FLAGS, print_user_flags
   Logger                           tee of stdout into a file (append mode)
   parse_arc(text, num_cells)       arc string (or path of a file holding it) -> (normal_arc, reduce_arc)
@@ -16,9 +17,28 @@ import os
 import re
 import sys
 
-import numpy as np
-from absl import flags as absl_flags
-import tensorflow.compat.v1 as tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA stubs) ignore
+    TF_CPP_MIN_LOG_LEVEL and would bury a one-line error about bad input. Importing utils first
+    (as the scripts do) is enough."""
+    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow.compat.v1  # noqa: F401
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+
+
+import_tensorflow_quietly()
+
+import numpy as np  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
 
 FLAGS = absl_flags.FLAGS
 NUM_OPS = 5  # sep 3x3, sep 5x5, avg 3x3, max 3x3, identity (spec: the search space)

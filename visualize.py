@@ -18,8 +18,6 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # utils imports TensorFlow
-
 import cv2
 import numpy as np
 
