@@ -238,6 +238,17 @@ def latest_step(out):
     return int(latest.rsplit("-", 1)[1])
 
 
+def resume_to_the_end(runner, mode, args, out, step, total_steps):
+    """Reruns the same command; asserts it resumed at `step` and trained on to `total_steps`."""
+    second = runner.run(mode, args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert re.search(r"^Resumed from \S*model\.ckpt-{0} at step {0}$".format(step),
+                     second.stdout, re.M), second.stdout[:3000]
+    assert ch_steps(second.stdout) == list(range(step + 1, total_steps + 1))
+    assert latest_step(out) == total_steps
+    return second
+
+
 def ckpt_value(out, name):
     import tensorflow.compat.v1 as tf
     return tf.train.load_checkpoint(tf.train.latest_checkpoint(out)).get_tensor(name)
@@ -338,12 +349,7 @@ def test_search_sigkill_mid_epoch_then_resume(runner, search_data, tmp_path):
     with open(os.path.join(out, "arcs.tsv"), "a") as f:
         f.write("2\tsample\t0 4 0 4 0 4 0 4\t0.1234\t8\n" * 3 + "2\tsample\t0 1 0")
 
-    second = runner.run("search", args)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert re.search(r"^Resumed from \S*model\.ckpt-{0} at step {0}$".format(step),
-                     second.stdout, re.M), second.stdout[:3000]
-    assert ch_steps(second.stdout) == list(range(step + 1, 2 * SEARCH_BATCHES + 1))
-    assert latest_step(out) == 2 * SEARCH_BATCHES
+    second = resume_to_the_end(runner, "search", args, out, step, 2 * SEARCH_BATCHES)
 
     # the controller continued: its step count and its baseline came from the checkpoint
     m = re.search(r"^ctrl_step = (\d+)\s+loss = \S+\s+ent = (\S+)\s+lr = \S+\s+\|g\| = \S+\s+"
@@ -402,12 +408,7 @@ def test_ctrl_c_saves_checkpoint_and_resumes(runner, final_data, tmp_path):
     assert os.path.exists(os.path.join(out, "model.ckpt-%d.index" % step)), os.listdir(out)
     assert latest_step(out) == step
 
-    second = runner.run("final", args)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert re.search(r"^Resumed from \S*model\.ckpt-{0} at step {0}$".format(step),
-                     second.stdout, re.M), second.stdout[:3000]
-    assert ch_steps(second.stdout) == list(range(step + 1, 2 * FINAL_BATCHES + 1))
-    assert latest_step(out) == 2 * FINAL_BATCHES
+    resume_to_the_end(runner, "final", args, out, step, 2 * FINAL_BATCHES)
 
 
 # ---------------------------------------------------------------------------- no data loss

@@ -130,6 +130,18 @@ def _valid_arc(arc, num_cells):
 ZEROS_15 = " ".join(["0"] * 15)
 
 
+def _parse_or_user_error(text):
+    """parse_arc(text, 2) either gives two valid arcs (returned) or a UserError naming the flag
+    (None is returned); any other exception fails the test."""
+    try:
+        normal, reduce = utils.parse_arc(text, 2)
+    except UserError as e:
+        assert "--child_fixed_arc" in str(e)
+        return None
+    assert _valid_arc(normal, 2) and _valid_arc(reduce, 2)
+    return normal, reduce
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 @example(ZEROS_15 + " \u00b9")   # superscript one: str.isdigit() but not int()
@@ -137,12 +149,7 @@ ZEROS_15 = " ".join(["0"] * 15)
 @example(ZEROS_15 + " 1.5")
 @example(ZEROS_15 + " -1")
 def test_parse_arc_random_text_parses_or_raises_user_error(text):
-    try:
-        normal, reduce = utils.parse_arc(text, 2)
-    except UserError as e:
-        assert "--child_fixed_arc" in str(e)
-        return
-    assert _valid_arc(normal, 2) and _valid_arc(reduce, 2)
+    _parse_or_user_error(text)
 
 
 @settings(max_examples=200, deadline=None)
@@ -152,13 +159,9 @@ def test_parse_arc_random_text_parses_or_raises_user_error(text):
        st.sampled_from([" ", "  ", "\t", "\n"]))
 def test_parse_arc_near_valid_tokens_parse_or_raise_user_error(tokens, sep):
     text = sep.join(tokens)
-    try:
-        normal, reduce = utils.parse_arc(text, 2)
-    except UserError as e:
-        assert "--child_fixed_arc" in str(e)
-        return
-    assert _valid_arc(normal, 2) and _valid_arc(reduce, 2)
-    assert [int(t) for t in text.split()] == normal + reduce
+    arcs = _parse_or_user_error(text)
+    if arcs is not None:
+        assert [int(t) for t in text.split()] == arcs[0] + arcs[1]
 
 
 @st.composite
