@@ -309,15 +309,18 @@ def _check_batch_size(batch_size):
         raise UserError("--batch_size must be a positive integer, got %r" % (batch_size,))
 
 
-def train_dataset(data, batch_size, seed=None, cutout_size=None):
+def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1)):
     """Endless training batches: (float32 [B,H,W,C] normalised, int32 [B]).
 
     Each epoch shuffles range(N * n_aug_img) afresh (num_train_batches batches, the last may be
     smaller); index i is image i % N, augmented when i >= N; optional cutout.
+    shard (index, count): only the indices i with i % count == index (a worker's share of a cluster).
     """
     _check_batch_size(batch_size)
     m = len(data["labels"]["train"]) * data["n_aug_img"]
-    idx = tf.data.Dataset.range(m).shuffle(m, seed=seed, reshuffle_each_iteration=True)
+    shard_index, num_shards = shard
+    idx = tf.data.Dataset.range(shard_index, m, num_shards)
+    idx = idx.shuffle(len(range(shard_index, m, num_shards)), seed=seed, reshuffle_each_iteration=True)
     idx = idx.batch(batch_size).repeat()
     return _to_batches(idx, data, _batch_fn(data, "train", seed, True, cutout_size))
 

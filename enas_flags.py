@@ -27,6 +27,7 @@ def define_flags(mode):
     else:
         DEFINE_boolean("export_only", False, "Only export output_dir's latest checkpoint as a SavedModel "
                                              "(output_dir/saved_model), then stop.")
+        _define_cluster_flags()
 
 
 def _define_run_flags(search):
@@ -78,3 +79,16 @@ def _define_controller_flags():
     DEFINE_integer("controller_train_every", 1, "Train the controller every this many epochs.")
     DEFINE_integer("controller_num_final_arcs", 10,
                    "At the end, sample this many architectures and score each on the whole valid set.")
+
+
+def _define_cluster_flags():
+    """Data-parallel retraining on several processes (cluster.py; README "Several machines")."""
+    DEFINE_string("job_name", None, "ps or worker: this process's role in a cluster; unset = one process "
+                                    "(or the role in TF_CONFIG).")
+    DEFINE_integer("task_index", 0, "This process's index within its job; worker 0 is the chief.")
+    DEFINE_string("ps_hosts", None, "Comma-separated host:port of the parameter servers.")
+    DEFINE_string("worker_hosts", None, "Comma-separated host:port of the workers.")
+    DEFINE_integer("child_num_aggregate", None, "Worker gradients averaged per update; unset = the number "
+                                                "of workers (fewer makes the rest backup workers).")
+    DEFINE_integer("sync_timeout_secs", 600, "Stop with an error when the cluster makes no progress, or a "
+                                             "worker no step, for this many seconds.")

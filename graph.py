@@ -1,7 +1,8 @@
 """Builds the whole TensorFlow graph of a run: input pipelines, child, controller, eval, saver.
 
 build(flags, data, search, fixed_arc) -> Graph, a plain namespace with
-  train         dict of child train tensors (loss, train_op, lr, grad_norm, train_acc, batch)
+  train         dict of child train tensors (loss, train_op, step: the global step after train_op,
+                lr, grad_norm, train_acc, batch)
   controller    MicroController with its trainer (search) or None
   eval_init     {"valid", "test", "reward": op}: point the eval iterator at a split; "reward" gives
                 endless shuffled valid batches of batch_size for the controller (search only)
@@ -87,14 +88,21 @@ def _build_epochs_done(g):
     g.set_epochs_done = lambda sess, epoch: sess.run(assign, {new_value: epoch})
 
 
-def build(flags, data, search, fixed_arc):
-    """Builds everything (see the module docstring). fixed_arc: (normal, reduce) lists or None."""
+def build(flags, data, search, fixed_arc, sync=None):
+    """Builds everything (see the module docstring). fixed_arc: (normal, reduce) lists or None.
+
+    sync: a cluster.SyncTraining for data-parallel workers (call under its cluster's device_scope):
+    this worker reads its shard of the training set, and one global step (one update) averages
+    sync.cluster.num_aggregate batches, so an epoch has that many times fewer steps.
+    """
     g = types.SimpleNamespace(controller=None, reward_batch_size=None)
+    c = sync.cluster if sync else None
     g.num_train_batches = data_utils.num_train_batches(
-        len(data["labels"]["train"]), data["n_aug_img"], flags.batch_size)
+        len(data["labels"]["train"]), data["n_aug_img"], flags.batch_size * (c.num_aggregate if c else 1))
     child = _make_child(flags, data, fixed_arc, g.num_train_batches)
-    images, labels = _next(data_utils.train_dataset(data, flags.batch_size, flags.seed,
-                                                    flags.child_cutout_size))
+    images, labels = _next(data_utils.train_dataset(
+        data, flags.batch_size, flags.seed, flags.child_cutout_size,
+        shard=(c.task_index, c.num_workers) if c else (0, 1)))
     if search:
         g.controller = _make_controller(flags)
         arcs = g.controller.sample_arc
@@ -102,7 +110,11 @@ def build(flags, data, search, fixed_arc):
         g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
     else:
         arcs = g.eval_arc = (None, None)
-    g.train = child.build_train(images, labels, *arcs)
+    g.train = child.build_train(images, labels, *arcs, wrap_optimizer=sync.wrap if sync else None)
+    if sync:
+        g.train["train_op"] = sync.count_steps(g.train["train_op"])
+    with tf.control_dependencies([g.train["train_op"]]):  # the global step after this update
+        g.train["step"] = child.global_step.read_value()
     g.train["batch"] = tf.shape(labels)[0]
     _build_eval(g, flags, child, data, g.eval_arc, search)
     if search:  # the reward: accuracy of the sampled arc on one reward batch (eval_init["reward"])

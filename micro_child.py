@@ -316,11 +316,12 @@ class MicroChild(object):
         return out
 
     # -------------------------------------------------------------------------------- training
-    def build_train(self, images, labels, normal_arc=None, reduce_arc=None):
+    def build_train(self, images, labels, normal_arc=None, reduce_arc=None, wrap_optimizer=None):
         """Loss, Nesterov-momentum train op with cosine LR, L2 and global-norm clipping.
 
         images [N, H, W, C] float32, labels [N] int32. Returns a dict with loss (CE + 0.4 aux CE,
         without L2, as logged by the original), train_op, lr, grad_norm, train_acc (correct count).
+        wrap_optimizer: optimizer -> optimizer, e.g. cluster.SyncTraining.wrap for several workers.
         """
         logits, aux_logits = self.model(images, True, normal_arc, reduce_arc)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels))
@@ -333,6 +334,8 @@ class MicroChild(object):
         grads, grad_norm = utils.clip_gradients(grads, self.grad_bound)
         lr = utils.cosine_lr(self.global_step, self.num_train_batches, **self.lr_args)
         optimizer = tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=True)
+        if wrap_optimizer is not None:
+            optimizer = wrap_optimizer(optimizer)
         train_op = optimizer.apply_gradients(zip(grads, variables), global_step=self.global_step)
         predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
         train_acc = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))

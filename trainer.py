@@ -6,6 +6,7 @@ run(mode) with mode "search" (main_controller_child_trainer.py) or "final" (main
   3. loop over child steps; at each epoch end: controller phase (search), eval, checkpoint.
 Bad input raises utils.UserError, printed as one line with exit status 2.
 """
+import contextlib
 import math
 import os
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 from absl import flags as absl_flags
 import tensorflow.compat.v1 as tf
 
+import cluster as cluster_lib
 import data_utils
 import enas_flags
 import export
@@ -43,9 +45,15 @@ def main(mode):
     except (UserError, absl_flags.Error) as e:
         print("error: {}".format(e), file=sys.stderr)
         sys.exit(2)
-    except NonFiniteLoss as e:
+    except (NonFiniteLoss, cluster_lib.ClusterError) as e:
         print("error: {}".format(e), file=sys.stderr)
         sys.exit(1)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+        print("error: {}".format(cluster_lib.describe(e)), file=sys.stderr)  # only clusters time out
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def run(mode):
@@ -53,34 +61,70 @@ def run(mode):
     search = mode == "search"
     records.check_flags(FLAGS, search)
     fixed_arc = None if search else utils.parse_arc(FLAGS.child_fixed_arc, FLAGS.child_num_cells)
+    cluster = None if search else cluster_lib.from_flags(FLAGS)
+    if cluster and cluster.job == "ps":
+        return cluster_lib.serve(cluster)
+    chief = cluster is None or cluster.is_chief
     data = data_utils.read_data(FLAGS.train_data_dir, FLAGS.val_data_dir, FLAGS.test_data_dir,
                                 FLAGS.channel, FLAGS.img_size, FLAGS.n_aug_img, FLAGS.skip_bad_images)
     if FLAGS.batch_size > len(data["labels"]["train"]):
         raise UserError("--batch_size {} is larger than the training set ({} images in {})".format(
             FLAGS.batch_size, len(data["labels"]["train"]), FLAGS.train_data_dir))
-    run_flags = records.shaping_flags(FLAGS, mode, fixed_arc, len(data["class_names"]))
-    records.prepare_output_dir(FLAGS.output_dir, FLAGS.reset_output_dir, run_flags)
-    if not search and FLAGS.export_only:
-        print("SavedModel written to {}".format(
-            export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
-        return
-    sys.stdout = utils.Logger(os.path.join(FLAGS.output_dir, "stdout"))
-    utils.print_user_flags()
+    if chief:  # only the chief of a cluster writes to output_dir
+        run_flags = records.shaping_flags(FLAGS, mode, fixed_arc, len(data["class_names"]))
+        records.prepare_output_dir(FLAGS.output_dir, FLAGS.reset_output_dir, run_flags)
+        if not search and FLAGS.export_only:
+            print("SavedModel written to {}".format(
+                export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
+            return
+        sys.stdout = utils.Logger(os.path.join(FLAGS.output_dir, "stdout"))
+        utils.print_user_flags()
     if FLAGS.seed is not None:
         tf.set_random_seed(FLAGS.seed)
-    g = graph_lib.build(FLAGS, data, search, fixed_arc)
-    with tf.Session(config=graph_lib.session_config(FLAGS)) as sess:
-        Loop(sess, g, data, search).train()
-    if not search:
+    sync = cluster_lib.SyncTraining(cluster) if cluster else None
+    with cluster.device_scope() if cluster else contextlib.nullcontext():
+        g = graph_lib.build(FLAGS, data, search, fixed_arc, sync)
+    sess = open_session(g, sync)
+    try:
+        if chief:
+            Loop(sess, g, data, search, sync).train()
+        else:
+            cluster_lib.worker_loop(sess, g.train, g.global_step, FLAGS.num_epochs * g.num_train_batches,
+                                    FLAGS.log_every, sync)
+    finally:
+        sync.close(sess) if sync else sess.close()
+    if chief and not search:
         print("SavedModel written to {}".format(
             export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
+
+
+def open_session(g, sync):
+    """A session with the latest checkpoint in output_dir restored, or freshly initialised; on a
+    cluster's worker, one that waits for the chief to do that."""
+    config = graph_lib.session_config(FLAGS)
+    if sync:
+        return sync.open_session(config, lambda sess: restore_or_init(sess, g))
+    sess = tf.Session(config=config)
+    restore_or_init(sess, g)
+    return sess
+
+
+def restore_or_init(sess, g):
+    """Restores the latest checkpoint in output_dir if any, else initialises every variable."""
+    latest = tf.train.latest_checkpoint(FLAGS.output_dir)
+    if latest:
+        g.saver.restore(sess, latest)
+        print("Resumed from {} at step {}".format(latest, int(sess.run(g.global_step))))
+    else:
+        sess.run(g.init_op)
 
 
 class Loop(object):
     """The original's loop (spec §5) over one session and one built graph."""
 
-    def __init__(self, sess, g, data, search):
-        self.sess, self.g, self.data, self.search = sess, g, data, search
+    def __init__(self, sess, g, data, search, sync=None):
+        """sync: the cluster.SyncTraining of a cluster's chief, else None."""
+        self.sess, self.g, self.data, self.search, self.sync = sess, g, data, search, sync
         self.start = time.time()
         self.num_train_batches = g.num_train_batches
         self.total_steps = FLAGS.num_epochs * self.num_train_batches
@@ -97,7 +141,7 @@ class Loop(object):
         return (time.time() - self.start) / 60.0
 
     def train(self):
-        step = self.restore()
+        step = self.global_step()
         epochs_done = int(self.sess.run(self.g.epochs_done))
         if self.search:
             records.keep_rows_up_to(self.arcs_path, epochs_done)
@@ -107,8 +151,8 @@ class Loop(object):
             if step > 0 and step // self.num_train_batches > epochs_done:
                 self.end_of_epoch(step)  # the run stopped between an epoch's last step and its end
             while step < self.total_steps:
-                step = self.child_step(step)
-                if step % self.num_train_batches == 0:
+                prev_step, step = step, self.child_step(step)
+                if step // self.num_train_batches > prev_step // self.num_train_batches:
                     self.end_of_epoch(step)
         except KeyboardInterrupt:
             self.save()
@@ -117,15 +161,9 @@ class Loop(object):
             sys.exit(130)
         if self.search:
             self.pick_best_arc()
-
-    def restore(self):
-        """Restores the latest checkpoint in output_dir if any; returns the global step."""
-        self.sess.run(self.g.init_op)
-        latest = tf.train.latest_checkpoint(FLAGS.output_dir)
-        if latest:
-            self.g.saver.restore(self.sess, latest)
-            print("Resumed from {} at step {}".format(latest, self.global_step()))
-        return self.global_step()
+        if self.sync:
+            print("Steps per worker: {}".format(" ".join(
+                str(n) for n in self.sess.run(self.sync.worker_steps))))
 
     def global_step(self):
         return int(self.sess.run(self.g.global_step))
@@ -134,17 +172,23 @@ class Loop(object):
         self.g.saver.save(self.sess, os.path.join(FLAGS.output_dir, "model.ckpt"),
                           global_step=self.global_step(), write_meta_graph=False)
 
-    def child_step(self, step):
-        """One training step of the child (search: on a freshly sampled architecture)."""
-        t = self.g.train
-        loss, lr, grad_norm, train_acc, batch, _ = self.sess.run(
-            [t["loss"], t["lr"], t["grad_norm"], t["train_acc"], t["batch"], t["train_op"]])
-        step += 1
+    def child_step(self, prev_step):
+        """One training step of the child (search: on a freshly sampled architecture); returns the
+        global step after it (on a cluster, other workers' updates may have moved it further)."""
+        fetches = {k: self.g.train[k] for k in ("loss", "step", "lr", "grad_norm", "train_acc", "batch",
+                                                "train_op")}
+        if self.sync:
+            fetches["worker_steps"] = self.sync.worker_steps
+        r = self.sess.run(fetches, options=self.sync.run_options() if self.sync else None)
+        if self.sync:
+            self.sync.check_workers(r["worker_steps"])
+        loss, step, lr, grad_norm, train_acc, batch = (
+            r["loss"], int(r["step"]), r["lr"], r["grad_norm"], r["train_acc"], r["batch"])
         self.epoch_losses.append(loss)
         if not math.isfinite(loss):
             raise NonFiniteLoss("child loss is {} at step {}; stopped, the last checkpoint in {} is "
                                 "kept".format(loss, step, FLAGS.output_dir))
-        if step % FLAGS.log_every == 0:
+        if step // FLAGS.log_every > prev_step // FLAGS.log_every:
             self.summarize(step, {"child/loss": loss, "child/lr": lr, "child/grad_norm": grad_norm,
                                   "child/train_acc": train_acc / float(batch)})
             print("epoch = {:<4d}ch_step = {:<6d}loss = {:<8.6f} lr = {:<8.4f} |g| = {:<8.4f} "

@@ -206,6 +206,29 @@ def _with(base, replace):
     return args
 
 
+ONE_PS, TWO_WORKERS = "127.0.0.1:2220", "127.0.0.1:2221,127.0.0.1:2222"
+CLUSTER_CASES = {  # main_child_trainer.py only; case: (added flags, what the error must name)
+    "job_name_chief": ({"--job_name": "chief", "--ps_hosts": ONE_PS, "--worker_hosts": TWO_WORKERS},
+                       ["--job_name", "chief"]),
+    "ps_hosts_missing": ({"--job_name": "worker", "--worker_hosts": TWO_WORKERS}, ["--ps_hosts"]),
+    "worker_host_without_port": ({"--job_name": "worker", "--ps_hosts": ONE_PS, "--worker_hosts": "localhost"},
+                                 ["--worker_hosts", "host:port"]),
+    "task_index_too_large": ({"--job_name": "worker", "--task_index": "2", "--ps_hosts": ONE_PS,
+                              "--worker_hosts": TWO_WORKERS}, ["--task_index", "2"]),
+    "num_aggregate_above_workers": ({"--job_name": "worker", "--ps_hosts": ONE_PS, "--worker_hosts": TWO_WORKERS,
+                                     "--child_num_aggregate": "3"}, ["--child_num_aggregate", "3"]),
+    "sync_timeout_0": ({"--job_name": "worker", "--ps_hosts": ONE_PS, "--worker_hosts": TWO_WORKERS,
+                        "--sync_timeout_secs": "0"}, ["--sync_timeout_secs"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLUSTER_CASES))
+def test_bad_cluster_flag(case, runner, data, tmp_path):  # noqa: F811
+    _, dirs = data
+    replace, names = CLUSTER_CASES[case]
+    _refused(runner, dirs, [], tmp_path, names, "final", base=_with(FINAL, replace))
+
+
 @pytest.mark.parametrize("mode", ["final", "search"])
 @pytest.mark.parametrize("case", sorted(FLAG_CASES))
 def test_bad_flag_value(case, mode, runner, data, tmp_path):  # noqa: F811

@@ -1,0 +1,140 @@
+"""Data-parallel retraining on a local cluster (cluster.py, launch_local.py).
+
+The two cluster tests start real processes with launch_local.py: 1 parameter server + 2 workers on
+127.0.0.1. A bound on every wait (subprocess timeouts) keeps a hanging cluster from hanging the suite.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+import cluster as cluster_lib
+from test_cli import ARC16
+from test_reliability import ROOT, ch_steps, data_flags, latest_step
+from utils import UserError
+
+LAUNCHER = os.path.join(ROOT, "launch_local.py")
+TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2", "--child_out_filters", "4",
+        "--batch_size", "16", "--log_every", "1", "--seed", "0", "--n_aug_img", "1", "--num_threads", "1",
+        "--child_fixed_arc", ARC16]
+TRAIN_PER_CLASS = 64  # 2 classes: 128 images = 4 global steps of 2 x 16 per epoch
+
+
+@pytest.fixture(scope="module")
+def cluster_data(tmp_path_factory):
+    from helpers import make_png_dataset
+    return make_png_dataset(tmp_path_factory.mktemp("cluster_data"), num_classes=2,
+                            per_class=(TRAIN_PER_CLASS, 4, 4), size=8)
+
+
+def launch(args, log_dir):
+    """Starts launch_local.py with 2 workers; its stdout and stderr go to files in log_dir."""
+    paths = [os.path.join(str(log_dir), name) for name in ("launcher.out", "launcher.err")]
+    with open(paths[0], "w") as out, open(paths[1], "w") as err:
+        proc = subprocess.Popen([sys.executable, LAUNCHER, "--num_workers", "2", "--"] + args, cwd=ROOT,
+                                stdout=out, stderr=err, text=True)
+    proc.read_logs = lambda: [open(p).read() for p in paths]
+    return proc
+
+
+def started_pids(stderr):
+    """{"ps0": pid, "worker0": pid, ...} from the launcher's `started <task> (pid N)` lines."""
+    return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", stderr)}
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open("/proc/{}/stat".format(pid)).read().split()[2] == "Z"
+
+
+def test_two_workers_share_the_updates_and_learn(cluster_data, tmp_path):
+    out = str(tmp_path / "out")
+    epochs, steps_per_epoch = 6, 2 * TRAIN_PER_CLASS // (2 * 16)
+    run = launch(data_flags(cluster_data) + TINY + ["--num_epochs", str(epochs), "--output_dir", out,
+                                                    "--sync_timeout_secs", "120"], tmp_path)
+    run.wait(timeout=900)
+    stdout, stderr = run.read_logs()
+    assert run.returncode == 0, stderr[-3000:]
+    total = epochs * steps_per_epoch  # an epoch has half the steps of one process: 2 batches per update
+    assert latest_step(out) == total
+    # both workers pushed gradients into the shared variables, and one update took two of them
+    own_steps = [int(n) for n in re.search(r"^Steps per worker: (\d+) (\d+)$", stdout, re.M).groups()]
+    assert min(own_steps) > 0 and 2 * total <= sum(own_steps) <= 2 * total + 4, (own_steps, total)
+    # the chief saw every global step at most once, and the loss fell on learnable data
+    steps = ch_steps(stdout)
+    assert steps == sorted(set(steps)) and steps[-1] == total, steps
+    losses = [float(x) for x in re.findall(r"ch_step = \d+\s+loss = (\S+)", stdout)]
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4, losses
+    assert "valid_accuracy" in stdout and os.path.isdir(os.path.join(out, "saved_model"))
+    # only the chief wrote to output_dir; every process the launcher started has ended
+    assert not [f for f in os.listdir(out) if "worker" in f or "ps" in f]
+    assert not [name for name, pid in started_pids(stderr).items() if alive(pid)]
+
+
+def test_killed_worker_stops_the_chief_with_a_message(cluster_data, tmp_path):
+    out = str(tmp_path / "out")
+    run = launch(data_flags(cluster_data) + TINY + ["--num_epochs", "500", "--output_dir", out,
+                                                    "--sync_timeout_secs", "15"], tmp_path)
+    deadline = time.time() + 600
+    while not re.search(r"^epoch = \d+\s+ch_step = 3\s", run.read_logs()[0], re.M):
+        assert time.time() < deadline and run.poll() is None, run.read_logs()[1][-3000:]
+        time.sleep(1)
+    pids = started_pids(run.read_logs()[1])
+    os.kill(pids["worker1"], signal.SIGKILL)
+    run.wait(timeout=300)  # 15 s without an update, then shut-down: far below this bound
+    stdout, stderr = run.read_logs()
+    assert run.returncode == 1, (run.returncode, stderr[-3000:])
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and ("sync_timeout_secs" in errors[0] or "worker 1" in errors[0]), stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "worker1 exited with status -9" in stderr
+    assert not [name for name, pid in pids.items() if alive(pid)]
+
+
+# ------------------------------------------------------------------------------------ unit tests
+def flags(**values):
+    base = dict(job_name=None, task_index=0, ps_hosts=None, worker_hosts=None, child_num_aggregate=None,
+                sync_timeout_secs=600)
+    base.update(values)
+    return types.SimpleNamespace(**base)
+
+
+def test_tf_config_chief_becomes_worker_zero(monkeypatch):
+    config = {"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"], "ps": ["p:9"]},
+              "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    c = cluster_lib.from_flags(flags())
+    assert (c.job, c.task_index, c.num_workers, c.num_aggregate, c.is_chief) == ("worker", 2, 3, 3, False)
+    assert c.spec.job_tasks("worker") == ["a:1", "b:2", "c:3"] and c.spec.job_tasks("ps") == ["p:9"]
+    config["task"] = {"type": "chief", "index": 0}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    assert cluster_lib.from_flags(flags()).is_chief
+
+
+def test_flags_win_over_tf_config_and_no_cluster_without_either(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cluster_lib.from_flags(flags()) is None
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(UserError, match="TF_CONFIG"):
+        cluster_lib.from_flags(flags())
+    c = cluster_lib.from_flags(flags(job_name="ps", ps_hosts="h:1", worker_hosts="h:2,h:3"))
+    assert (c.job, c.num_workers, c.is_chief) == ("ps", 2, False)
+
+
+def test_chief_notices_a_worker_whose_step_count_stops():
+    sync = cluster_lib.SyncTraining(cluster_lib.from_flags(
+        flags(job_name="worker", ps_hosts="h:1", worker_hosts="h:2,h:3", sync_timeout_secs=10)))
+    sync.check_workers([1, 1], now=0.0)
+    sync.check_workers([2, 2], now=5.0)
+    sync.check_workers([9, 2], now=14.0)  # worker 1 still within 10 s of its last step
+    with pytest.raises(cluster_lib.ClusterError, match="worker 1 made no training step for 11 s"):
+        sync.check_workers([12, 2], now=16.0)
