@@ -10,6 +10,7 @@ Every process of a cluster runs the same main_child_trainer.py command plus its 
 
 API
   ClusterError                 the cluster broke (timeout, lost task): one line, exit status 1
+  exit_now(status)             the way out of a process that may hold a session on a broken cluster
   from_flags(flags) -> Cluster or None (one process)
   serve(cluster)               a parameter server: serves until killed
   Cluster                      this process's role; device_scope() and session_config(config)
@@ -17,6 +18,7 @@ API
 """
 import json
 import os
+import sys
 import time
 
 import tensorflow.compat.v1 as tf
@@ -24,6 +26,7 @@ import tensorflow.compat.v1 as tf
 from utils import UserError
 
 STARTUP_SECS = 600  # extra wait for the first step: every task builds its graph and warms up first
+_session_open = False  # this process holds a session on a cluster (see exit_now)
 
 
 class Cluster(object):
@@ -164,6 +167,8 @@ class SyncTraining(object):
         """A session on the cluster. The chief calls restore_or_init(sess) (restore the latest
         checkpoint or initialise), then starts the aggregation queue; a worker waits until the chief
         is done (at most timeout_secs)."""
+        global _session_open
+        _session_open = True
         c = self.cluster
         server = _server(c, server_config)
         config = c.session_config(server_config)
@@ -201,17 +206,31 @@ class SyncTraining(object):
                                    "stopping, the last checkpoint is kept".format(task, now - since))
 
     def close(self, sess):
+        """Closes the session of a run that ended well (stops the chief's aggregation queue first)."""
+        global _session_open
         if self.cluster.is_chief:
             self.coordinator.request_stop()
         sess.close()
+        _session_open = False
+
+
+def exit_now(status):
+    """sys.exit(status), or os._exit(status) after flushing while a cluster session is open: closing a
+    session whose parameter server is gone waits forever (also when Python closes it at exit)."""
+    if not _session_open:
+        sys.exit(status)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def describe(error):
-    """One line for a cluster failure seen as a TensorFlow error."""
+    """One line for a cluster failure seen as a TensorFlow error (their own text is many lines)."""
     if isinstance(error, tf.errors.DeadlineExceededError):
         return "no synchronous update arrived within --sync_timeout_secs: another worker or the chief " \
-               "has stopped"
-    return "lost the cluster ({}): {}".format(type(error).__name__, error.message.splitlines()[0])
+               "has stopped; the last checkpoint is kept"
+    return "lost the cluster ({}): a parameter server or worker has stopped or cannot be reached; the " \
+           "last checkpoint is kept".format(type(error).__name__)
 
 
 def worker_loop(sess, train, global_step, total_steps, log_every, sync):

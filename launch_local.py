@@ -115,7 +115,7 @@ def stop_all(tasks, chief_status):
 def report_failed_workers(exit_codes, log_dir):
     """Names every worker (besides the chief) that failed before the launcher stopped the cluster."""
     for name, code in exit_codes.items():
-        if name.startswith("worker") and name != "worker0" and code not in (0, None):
+        if name.startswith("worker") and name != "worker0" and code not in (0, None, 130):
             print("launch_local: {} exited with status {}; see {}".format(
                 name, code, os.path.join(log_dir, name + ".log")), file=sys.stderr)
 

@@ -43,17 +43,19 @@ def main(mode):
         FLAGS(sys.argv)
         run(mode)
     except (UserError, absl_flags.Error) as e:
-        print("error: {}".format(e), file=sys.stderr)
-        sys.exit(2)
+        exit_with("error: {}".format(e), 2)
     except (NonFiniteLoss, cluster_lib.ClusterError) as e:
-        print("error: {}".format(e), file=sys.stderr)
-        sys.exit(1)
+        exit_with("error: {}".format(e), 1)
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.AbortedError) as e:
-        print("error: {}".format(cluster_lib.describe(e)), file=sys.stderr)  # only clusters time out
-        sys.exit(1)
+        exit_with("error: {}".format(cluster_lib.describe(e)), 1)  # only clusters time out or get lost
     except KeyboardInterrupt:
-        print("Interrupted", file=sys.stderr)
-        sys.exit(130)
+        exit_with("Interrupted", 130)
+
+
+def exit_with(message, status):
+    """Prints message on stderr and exits with status (see cluster_lib.exit_now)."""
+    print(message, file=sys.stderr)
+    cluster_lib.exit_now(status)
 
 
 def run(mode):
@@ -85,14 +87,12 @@ def run(mode):
     with cluster.device_scope() if cluster else contextlib.nullcontext():
         g = graph_lib.build(FLAGS, data, search, fixed_arc, sync)
     sess = open_session(g, sync)
-    try:
-        if chief:
-            Loop(sess, g, data, search, sync).train()
-        else:
-            cluster_lib.worker_loop(sess, g.train, g.global_step, FLAGS.num_epochs * g.num_train_batches,
-                                    FLAGS.log_every, sync)
-    finally:
-        sync.close(sess) if sync else sess.close()
+    if chief:
+        Loop(sess, g, data, search, sync).train()
+    else:
+        cluster_lib.worker_loop(sess, g.train, g.global_step, FLAGS.num_epochs * g.num_train_batches,
+                                FLAGS.log_every, sync)
+    sync.close(sess) if sync else sess.close()  # not on errors: see cluster_lib.exit_now
     if chief and not search:
         print("SavedModel written to {}".format(
             export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
@@ -158,7 +158,7 @@ class Loop(object):
             self.save()
             print("Interrupted at step {}: checkpoint saved in {}; rerun the same command to "
                   "resume.".format(self.global_step(), FLAGS.output_dir))
-            sys.exit(130)
+            cluster_lib.exit_now(130)
         if self.search:
             self.pick_best_arc()
         if self.sync:
