@@ -122,6 +122,8 @@ def build(flags, data, search, fixed_arc, sync=None):
     g.global_step = child.global_step
     _build_epochs_done(g)
     g.num_params = g.train["num_params"]
-    g.saver = tf.train.Saver(max_to_keep=2)
+    # One checkpoint is enough to survive a kill: the Saver writes the new one completely, then
+    # points `checkpoint` at it, and only then deletes the old one. A search checkpoint is ~45 MB.
+    g.saver = tf.train.Saver(max_to_keep=1)
     g.init_op = tf.global_variables_initializer()
     return g

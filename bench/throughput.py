@@ -310,7 +310,7 @@ def bench_memory(args, tmp):
     if not kb:
         print("  (memory run failed; its last line: {})".format(last))
     print("output_dir after that run (interrupt checkpoint): {:.1f} MB, one checkpoint {:.1f} MB "
-          "(max_to_keep=2)".format(du_mb(out), checkpoint_mb(out)))
+          "(max_to_keep=1)".format(du_mb(out), checkpoint_mb(out)))
     bench_complete_run(args, tmp, dirs)
 
 
