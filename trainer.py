@@ -67,35 +67,49 @@ def run(mode):
     if cluster and cluster.job == "ps":
         return cluster_lib.serve(cluster)
     chief = cluster is None or cluster.is_chief
+    data = read_data()
+    if chief:  # only the chief of a cluster writes to output_dir
+        run_flags = records.shaping_flags(FLAGS, mode, fixed_arc, len(data["class_names"]))
+        records.prepare_output_dir(FLAGS.output_dir, FLAGS.reset_output_dir, run_flags)
+        if not search and FLAGS.export_only:
+            return export_model(data, fixed_arc)
+        sys.stdout = utils.Logger(os.path.join(FLAGS.output_dir, "stdout"))
+        utils.print_user_flags()
+    build_and_train(data, search, fixed_arc, cluster)
+    if chief and not search:
+        export_model(data, fixed_arc)
+
+
+def read_data():
+    """The three splits (data_utils.read_data), checked against --batch_size."""
     data = data_utils.read_data(FLAGS.train_data_dir, FLAGS.val_data_dir, FLAGS.test_data_dir,
                                 FLAGS.channel, FLAGS.img_size, FLAGS.n_aug_img, FLAGS.skip_bad_images)
     if FLAGS.batch_size > len(data["labels"]["train"]):
         raise UserError("--batch_size {} is larger than the training set ({} images in {})".format(
             FLAGS.batch_size, len(data["labels"]["train"]), FLAGS.train_data_dir))
-    if chief:  # only the chief of a cluster writes to output_dir
-        run_flags = records.shaping_flags(FLAGS, mode, fixed_arc, len(data["class_names"]))
-        records.prepare_output_dir(FLAGS.output_dir, FLAGS.reset_output_dir, run_flags)
-        if not search and FLAGS.export_only:
-            print("SavedModel written to {}".format(
-                export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
-            return
-        sys.stdout = utils.Logger(os.path.join(FLAGS.output_dir, "stdout"))
-        utils.print_user_flags()
+    return data
+
+
+def build_and_train(data, search, fixed_arc, cluster):
+    """Builds the graph and trains: the whole loop in one process or a cluster's chief, else a
+    cluster worker's own loop."""
     if FLAGS.seed is not None:
         tf.set_random_seed(FLAGS.seed)
     sync = cluster_lib.SyncTraining(cluster) if cluster else None
     with cluster.device_scope() if cluster else contextlib.nullcontext():
         g = graph_lib.build(FLAGS, data, search, fixed_arc, sync)
     sess = open_session(g, sync)
-    if chief:
+    if cluster is None or cluster.is_chief:
         Loop(sess, g, data, search, sync).train()
     else:
         cluster_lib.worker_loop(sess, g.train, g.global_step, FLAGS.num_epochs * g.num_train_batches,
                                 FLAGS.log_every, sync)
     sync.close(sess) if sync else sess.close()  # not on errors: see cluster_lib.exit_now
-    if chief and not search:
-        print("SavedModel written to {}".format(
-            export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
+
+
+def export_model(data, fixed_arc):
+    print("SavedModel written to {}".format(
+        export.export_from_checkpoint(FLAGS, data, fixed_arc, FLAGS.output_dir)))
 
 
 def open_session(g, sync):
@@ -131,6 +145,10 @@ class Loop(object):
         self.arcs_path = os.path.join(FLAGS.output_dir, "arcs.tsv")
         self.writer = tf.summary.FileWriter(FLAGS.output_dir)  # TensorBoard scalars, no graph
         self.epoch_losses, self.controller_state = [], {}
+        self.train_fetches = {k: g.train[k] for k in ("loss", "step", "lr", "grad_norm", "train_acc",
+                                                      "batch", "train_op")}
+        if sync:
+            self.train_fetches["worker_steps"] = sync.worker_steps
 
     def summarize(self, step, values):
         """Writes {tag: number} as TensorBoard scalars at `step` (no extra graph ops or runs)."""
@@ -175,11 +193,7 @@ class Loop(object):
     def child_step(self, prev_step):
         """One training step of the child (search: on a freshly sampled architecture); returns the
         global step after it (on a cluster, other workers' updates may have moved it further)."""
-        fetches = {k: self.g.train[k] for k in ("loss", "step", "lr", "grad_norm", "train_acc", "batch",
-                                                "train_op")}
-        if self.sync:
-            fetches["worker_steps"] = self.sync.worker_steps
-        r = self.sess.run(fetches, options=self.sync.run_options() if self.sync else None)
+        r = self.sess.run(self.train_fetches, options=self.sync.run_options() if self.sync else None)
         if self.sync:
             self.sync.check_workers(r["worker_steps"])
         loss, step, lr, grad_norm, train_acc, batch = (
