@@ -65,8 +65,15 @@ def relu_conv_bn(x, out_filters, is_training, data_format, name):
         return batch_norm(x, is_training, data_format)
 
 
-def _drop_first_row_and_column(x, data_format):
-    return x[:, 1:, 1:, :] if data_format == "NHWC" else x[:, :, 1:, 1:]
+def _odd_pixels_conv(x, w, data_format):
+    """The 1x1 conv w [1, 1, C, F] on the odd rows and columns: [N, ceil(H/2), ceil(W/2), F].
+
+    A 2x2 stride-2 SAME conv whose only non-zero tap is the bottom-right one: the same maths as the
+    original's pad-by-one, drop the first row and column, stride-2 1x1 conv (odd H or W included),
+    but its gradient is a conv gradient; the strided-slice gradient took 20 ms a call on this CPU.
+    """
+    w = tf.pad(w, [[1, 0], [1, 0], [0, 0], [0, 0]])
+    return tf.nn.conv2d(x, w, strides(2, data_format), "SAME", data_format=data_format)
 
 
 def factorized_reduction(x, out_filters, is_training, data_format, name="fr"):
@@ -74,20 +81,20 @@ def factorized_reduction(x, out_filters, is_training, data_format, name="fr"):
 
     Path 1: a 1x1 conv to out_filters/2 on the even pixels; path 2: the same on the pixels shifted
     by one (the odd ones); concatenated, then BN. No ReLU inside (callers put one in front).
-    Each path is one stride-2 1x1 conv, the same maths as the original's 1x1 "avg pool" with stride 2
+    Each path is one stride-2 conv, the same maths as the original's 1x1 "avg pool" with stride 2
     followed by a 1x1 conv, without materialising the subsampled tensor (its gradient was slow).
     """
     assert out_filters % 2 == 0, "out_filters must be even"
     inp_c = channels(x, data_format)
     concat_axis = 3 if data_format == "NHWC" else 1
     with tf.variable_scope(name):
-        paths = []
-        for i, path_x in enumerate([x, _drop_first_row_and_column(x, data_format)]):
-            with tf.variable_scope("path{}".format(i + 1)):
-                w = create_weight("w", [1, 1, inp_c, out_filters // 2])
-                paths.append(tf.nn.conv2d(path_x, w, strides(2, data_format), "VALID",
-                                          data_format=data_format))
-        return batch_norm(tf.concat(paths, axis=concat_axis), is_training, data_format)
+        with tf.variable_scope("path1"):
+            w = create_weight("w", [1, 1, inp_c, out_filters // 2])
+            even = tf.nn.conv2d(x, w, strides(2, data_format), "SAME", data_format=data_format)
+        with tf.variable_scope("path2"):
+            w = create_weight("w", [1, 1, inp_c, out_filters // 2])
+            odd = _odd_pixels_conv(x, w, data_format)
+        return batch_norm(tf.concat([even, odd], axis=concat_axis), is_training, data_format)
 
 
 def pool(x, op_id, stride, data_format):
@@ -95,6 +102,29 @@ def pool(x, op_id, stride, data_format):
     ksize = [1, 3, 3, 1] if data_format == "NHWC" else [1, 1, 3, 3]
     fn = tf.nn.avg_pool2d if op_id == 2 else tf.nn.max_pool2d
     return fn(x, ksize, strides(stride, data_format), "SAME", data_format=data_format)
+
+
+def select(index, inputs, branches):
+    """Runs only branches[index](inputs) for an int32 scalar tensor index; returns its output.
+
+    inputs: a nest (list, dict) of tensors; each branch takes the same nest and returns a tensor.
+
+    A chain of Switch ops routes the inputs: level k sends them to branch k if index == k, else on
+    to level k + 1; the untaken branches see dead tensors and do not run, and one Merge forwards the
+    taken output. Both outputs of every Switch are consumed, so the gradient is routed back to the
+    inputs without the dense zero gradients tf.cond builds for each untaken branch. The ops stay in
+    the main graph, where oneDNN rewrites them all (inside tf.switch_case's functions the max-pool
+    gradient falls back to a 6x slower kernel). Every branch must reach its inputs (a branch that
+    ignores an input gets a zero gradient for it, as elsewhere in TF).
+    """
+    outputs = []
+    for k, branch in enumerate(branches[:-1]):
+        pred = tf.equal(index, k)
+        routed = [tf.raw_ops.Switch(data=t, pred=pred) for t in tf.nest.flatten(inputs)]
+        outputs.append(branch(tf.nest.pack_sequence_as(inputs, [t.output_true for t in routed])))
+        inputs = tf.nest.pack_sequence_as(inputs, [t.output_false for t in routed])
+    outputs.append(branches[-1](inputs))
+    return tf.raw_ops.Merge(inputs=outputs).output
 
 
 def global_avg_pool(x, data_format):

@@ -4,8 +4,8 @@
                                 --child_out_filters 20 --batch_size 128 --steps 20 ...]
 
 Prints (each timing a median over >= --steps runs after --warmup runs):
-  search child train step (images/s), fixed-arc train step on the arcs the search sampled
-  (images/s), input pipeline alone with n_aug_img 2 (images/s), one controller phase (s and share
+  search child train step and fixed-arc train step (images/s), both on the same --num_fixed_arcs
+  controller-sampled arcs (fed to the search graph, built as fixed graphs), input pipeline alone with n_aug_img 2 (images/s), one controller phase (s and share
   of a 55,000-image child epoch), peak RSS of the real CLI on a generated 55,000-image set and the
   size of its output_dir; the LAST line is `search/fixed throughput ratio: X.XX`.
 The flags graph.build reads are a plain namespace holding the search defaults of enas_flags.py
@@ -61,7 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--steps", type=int, default=20, help="measured steps (>= 20) after warm-up")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (>= 3)")
-    p.add_argument("--num_fixed_arcs", type=int, default=3, help="distinct sampled arcs retrained")
+    p.add_argument("--num_fixed_arcs", type=int, default=5,
+                   help="distinct sampled arcs timed in search and fixed mode")
     p.add_argument("--controller_runs", type=int, default=50,
                    help="controller runs timed, extrapolated to train_steps x num_aggregate")
     p.add_argument("--train_data_dir", default=None,
@@ -126,14 +127,14 @@ def load_data(args, tmp):
 
 
 # ------------------------------------------------------------------------------------ timing
-def timed_runs(sess, fetches, warmup, steps):
+def timed_runs(sess, fetches, warmup, steps, feed_dict=None):
     """Runs fetches warmup + steps times; returns ([seconds of each timed run], [their results])."""
     for _ in range(warmup):
-        sess.run(fetches)
+        sess.run(fetches, feed_dict)
     times, results = [], []
     for _ in range(steps):
         t0 = time.perf_counter()
-        results.append(sess.run(fetches))
+        results.append(sess.run(fetches, feed_dict))
         times.append(time.perf_counter() - t0)
     return times, results
 
@@ -151,20 +152,40 @@ def new_session(flags, g):
 
 
 def bench_search(flags, data, args):
-    """Median search step (s), the arcs trained at each timed step, and the controller phase (s).
-
-    One graph/session serves the child steps and the controller phase, as in the real loop.
+    """Search steps on --num_fixed_arcs controller-sampled arcs: (median s/step, arcs, params,
+    controller phase). Each arc is fed for the same number of steps as bench_fixed times it, so
+    the two medians cover the same architectures. One graph/session serves the child steps and
+    the controller phase, as in the real loop.
     """
     with tf.Graph().as_default():
         if flags.seed is not None:
             tf.set_random_seed(flags.seed)
         g = graph_lib.build(flags, data, True, None)
         with new_session(flags, g) as sess:
-            fetches = [train_fetches(g), g.controller.sample_arc]
-            times, results = timed_runs(sess, fetches, args.warmup, args.steps)
-            arcs = [(list(map(int, n)), list(map(int, r))) for _, (n, r) in results]
+            arcs = sample_arcs(sess, g.controller, args.num_fixed_arcs)
+            timed_runs(sess, train_fetches(g), args.warmup, 0)
+            times = []
+            for normal, reduce in arcs:
+                feed = {g.controller.sample_arc[0]: normal, g.controller.sample_arc[1]: reduce}
+                times += timed_runs(sess, train_fetches(g), 0, steps_per_arc(args), feed)[0]
             ctrl = bench_controller(sess, g, flags, args)
     return statistics.median(times), arcs, g.num_params, ctrl
+
+
+def steps_per_arc(args):
+    """Timed steps per arc so that all arcs together give at least --steps."""
+    return -(-args.steps // args.num_fixed_arcs)
+
+
+def sample_arcs(sess, controller, num):
+    """`num` distinct (normal, reduce) arcs sampled by the (untrained) controller."""
+    arcs = []
+    while len(arcs) < num:
+        normal, reduce = sess.run(controller.sample_arc)
+        arc = (list(map(int, normal)), list(map(int, reduce)))
+        if arc not in arcs:
+            arcs.append(arc)
+    return arcs
 
 
 def bench_controller(sess, g, flags, args):
@@ -180,18 +201,8 @@ def bench_controller(sess, g, flags, args):
     return statistics.mean(times) * total, runs, total
 
 
-def distinct_arcs(arcs, num):
-    """The first `num` distinct arcs, in sampling order."""
-    out = []
-    for arc in arcs:
-        if arc not in out:
-            out.append(arc)
-    return out[:num]
-
-
 def bench_fixed(flags, data, arcs, args):
     """Median train step (s) over the fixed-arc graphs of `arcs` (>= args.steps timed in total)."""
-    per_arc = -(-args.steps // len(arcs))
     times = []
     for arc in arcs:
         with tf.Graph().as_default():
@@ -199,7 +210,7 @@ def bench_fixed(flags, data, arcs, args):
                 tf.set_random_seed(flags.seed)
             g = graph_lib.build(flags, data, False, arc)
             with new_session(flags, g) as sess:
-                times += timed_runs(sess, train_fetches(g), args.warmup, per_arc)[0]
+                times += timed_runs(sess, train_fetches(g), args.warmup, steps_per_arc(args))[0]
     return statistics.median(times), len(times)
 
 
@@ -367,12 +378,12 @@ def main(argv=None):
         search_s, arcs, num_params, (ctrl_s, ctrl_runs, ctrl_total) = bench_search(flags, data, args)
         b = flags.batch_size
         print("child params (search): {}".format(num_params))
-        print("search child train step: {:.1f} images/s ({:.3f} s/step, median of {})".format(
-            b / search_s, search_s, args.steps))
-        fixed_arcs = distinct_arcs(arcs, args.num_fixed_arcs)
-        fixed_s, fixed_n = bench_fixed(flags, data, fixed_arcs, args)
-        print("fixed-arc train step: {:.1f} images/s ({:.3f} s/step, median of {} over {} sampled "
-              "arcs)".format(b / fixed_s, fixed_s, fixed_n, len(fixed_arcs)))
+        num_timed = steps_per_arc(args) * len(arcs)
+        print("search child train step: {:.1f} images/s ({:.3f} s/step, median of {} over {} sampled "
+              "arcs)".format(b / search_s, search_s, num_timed, len(arcs)))
+        fixed_s, fixed_n = bench_fixed(flags, data, arcs, args)
+        print("fixed-arc train step: {:.1f} images/s ({:.3f} s/step, median of {} over the same "
+              "arcs)".format(b / fixed_s, fixed_s, fixed_n))
         pipe_s, pipe_mean, pipe_n = bench_pipeline(flags, data, args)
         print("input pipeline alone (n_aug_img 2): {:.0f} images/s ({:.4f} s/batch of {}, median of "
               "{}; mean {:.0f} images/s)".format(b / pipe_s, pipe_s, b, pipe_n, pipe_mean))
