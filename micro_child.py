@@ -224,6 +224,7 @@ class MicroChild(object):
         zeros per step at batch 128.)
         """
         layers = self._calibrate(prev_layers, out_filters, True)
+        slot_rows = self._enas_conv_rows(arc, out_filters)
         nodes = tf.TensorArray(tf.float32, size=self.num_cells + 2, clear_after_read=False,
                                element_shape=layers[0].get_shape())
         nodes = nodes.write(0, layers[0]).write(1, layers[1])
@@ -231,68 +232,80 @@ class MicroChild(object):
         for cell_id in range(self.num_cells):
             x_id, x_op, y_id, y_op = [arc[4 * cell_id + i] for i in range(4)]
             with tf.variable_scope("cell_{}".format(cell_id)):
-                x = self._enas_node_input(nodes.read(x_id), x_id, x_op, cell_id, out_filters, "x")
-                y = self._enas_node_input(nodes.read(y_id), y_id, y_op, cell_id, out_filters, "y")
+                x = self._enas_node_input(nodes.read(x_id), x_op, slot_rows[2 * cell_id])
+                y = self._enas_node_input(nodes.read(y_id), y_op, slot_rows[2 * cell_id + 1])
             used.append(tf.one_hot(x_id, self.num_cells + 2, dtype=tf.int32))
             used.append(tf.one_hot(y_id, self.num_cells + 2, dtype=tf.int32))
             nodes = nodes.write(cell_id + 2, x + y)
         return self._enas_combine(nodes, tf.add_n(used), out_filters)
 
-    def _enas_node_input(self, x, prev_id, op_id, cell_id, out_filters, slot):
-        """Runs only the sampled op (op_id) on the sampled input x (node prev_id).
+    def _enas_node_input(self, x, op_id, rows):
+        """Runs only the sampled op (op_id) on the sampled input x; ops.select executes just one op.
 
-        The weights of all candidates are created here, outside the branches (so they exist and are
-        shared whatever is sampled); ops.select then executes just one op.
+        rows: {3: [two dicts], 5: [two dicts]}, the sep conv weights of this slot and input.
         """
-        with tf.variable_scope(slot):
-            sep_rows = [self._enas_conv_rows(prev_id, self._enas_conv_weights(cell_id, k, out_filters),
-                                             out_filters) for k in (3, 5)]
+        df = self.data_format
         branches = [
-            lambda inp: self._enas_conv(inp["x"], inp["rows_3"]),
-            lambda inp: self._enas_conv(inp["x"], inp["rows_5"]),
-            lambda inp: ops.pool(inp["x"], 2, 1, self.data_format),
-            lambda inp: ops.pool(inp["x"], 3, 1, self.data_format),
-            lambda inp: tf.identity(inp["x"]),
+            (self._enas_conv, rows[3]),
+            (self._enas_conv, rows[5]),
+            (lambda x, _: ops.pool(x, 2, 1, df), None),
+            (lambda x, _: ops.pool(x, 3, 1, df), None),
+            (lambda x, _: tf.identity(x), None),
         ]
-        out = ops.select(op_id, dict(x=x, rows_3=sep_rows[0], rows_5=sep_rows[1]), branches)
+        out = ops.select(op_id, x, branches)
         out.set_shape(x.get_shape())
         return out
 
+    def _slot_sizes(self):
+        """Rows per slot, in slot order (cell 0 x, cell 0 y, cell 1 x, ...): one per possible input."""
+        return [cell_id + 2 for cell_id in range(self.num_cells) for _ in range(2)]
 
-    def _enas_conv_weights(self, cell_id, kernel, out_filters):
-        """Weight tables of one sep conv op, one row per possible input (cell_id + 2 rows).
+    def _enas_conv_weights(self, kernel, out_filters):
+        """The layer's weight tables of one sep conv op: one row per (slot, possible input).
 
         Returns a list of two dicts (one per stacked block) of variables:
-        w_depth [rows, k*k*C], w_point [rows, C*out], offset/scale [rows, out].
+        w_depth [R, k*k*C], w_point [R, C*out], offset/scale [R, out], R = sum of _slot_sizes().
+        Each slot's block of rows is initialised like the original's own per-slot table (he_normal
+        with fan_in = its row count, spec §2.14); one table per layer keeps the graph small.
         """
-        rows, inp_c = cell_id + 2, out_filters
-        stack = []
+        sizes, inp_c = self._slot_sizes(), out_filters
+
+        def he_normal_per_slot(shape, dtype=tf.float32, partition_info=None):
+            return tf.concat([tf.initializers.he_normal()([n, shape[1]], dtype) for n in sizes], 0)
+
+        rows, stack = sum(sizes), []
         with tf.variable_scope("conv_{0}x{0}".format(kernel)):
             for conv_id in range(2):
                 with tf.variable_scope("stack_{}".format(conv_id)):
                     stack.append(dict(
-                        kernel=kernel,
-                        w_depth=ops.create_weight("w_depth", [rows, kernel * kernel * inp_c]),
-                        w_point=ops.create_weight("w_point", [rows, inp_c * out_filters]),
+                        w_depth=ops.create_weight("w_depth", [rows, kernel * kernel * inp_c],
+                                                  he_normal_per_slot),
+                        w_point=ops.create_weight("w_point", [rows, inp_c * out_filters],
+                                                  he_normal_per_slot),
                         offset=ops.create_weight("bn/offset", [rows, out_filters], tf.zeros_initializer()),
                         scale=ops.create_weight("bn/scale", [rows, out_filters], tf.ones_initializer())))
         return stack
 
-    def _enas_conv_rows(self, prev_id, stack, inp_c):
-        """The rows of input prev_id from the weight tables, reshaped to conv and BN weights.
+    def _enas_conv_rows(self, arc, inp_c):
+        """Every slot's sep conv weights for its sampled input, with one gather per table.
 
-        Gathered before ops.select routes them: the rows are tiny, and their gradients are
-        IndexedSlices that should not pass through the Switch/Merge routing.
+        Returns a list over slots of {kernel: [two dicts of w_depth [k, k, C, 1], w_point
+        [1, 1, C, out], scale and offset [out]]}. Gathered before ops.select routes them: the rows
+        are tiny, and their gradients are IndexedSlices that should not pass through Switch/Merge.
         """
-        rows = []
-        for weights in stack:
-            k = weights["kernel"]
-            rows.append(dict(
-                w_depth=tf.reshape(tf.gather(weights["w_depth"], prev_id), [k, k, inp_c, 1]),
-                w_point=tf.reshape(tf.gather(weights["w_point"], prev_id), [1, 1, inp_c, -1]),
-                scale=tf.gather(weights["scale"], prev_id),
-                offset=tf.gather(weights["offset"], prev_id)))
-        return rows
+        sizes = self._slot_sizes()
+        first_row = tf.constant([sum(sizes[:s]) for s in range(len(sizes))], tf.int32)
+        row_ids = first_row + arc[0::2]  # arc[0::2]: each slot's input index, in slot order
+        slot_rows = [{} for _ in sizes]
+        for k in (3, 5):
+            for weights in self._enas_conv_weights(k, inp_c):
+                shapes = dict(w_depth=[k, k, inp_c, 1], w_point=[1, 1, inp_c, inp_c])
+                per_slot = {name: tf.unstack(tf.reshape(tf.gather(table, row_ids),
+                                                        [len(sizes)] + shapes.get(name, [-1])))
+                            for name, table in weights.items()}
+                for slot, rows in enumerate(slot_rows):
+                    rows.setdefault(k, []).append({n: v[slot] for n, v in per_slot.items()})
+        return slot_rows
 
     def _enas_conv(self, x, rows):
         """Two ReLU -> separable conv -> BN (batch statistics) blocks with the given weight rows."""

@@ -104,26 +104,28 @@ def pool(x, op_id, stride, data_format):
     return fn(x, ksize, strides(stride, data_format), "SAME", data_format=data_format)
 
 
-def select(index, inputs, branches):
-    """Runs only branches[index](inputs) for an int32 scalar tensor index; returns its output.
+def select(index, x, branches):
+    """Runs only branches[index] for an int32 scalar tensor index; returns its output tensor.
 
-    inputs: a nest (list, dict) of tensors; each branch takes the same nest and returns a tensor.
-
-    A chain of Switch ops routes the inputs: level k sends them to branch k if index == k, else on
-    to level k + 1; the untaken branches see dead tensors and do not run, and one Merge forwards the
-    taken output. Both outputs of every Switch are consumed, so the gradient is routed back to the
-    inputs without the dense zero gradients tf.cond builds for each untaken branch. The ops stay in
-    the main graph, where oneDNN rewrites them all (inside tf.switch_case's functions the max-pool
-    gradient falls back to a 6x slower kernel). Every branch must reach its inputs (a branch that
-    ignores an input gets a zero gradient for it, as elsewhere in TF).
+    branches: a list of (fn, weights); the chosen one returns fn(x, weights). weights is a nest
+    (dict, list) of small tensors only that branch uses, or None.
+    x goes down a chain of Switch ops: level k sends it to branch k if index == k, else on to
+    level k + 1. Both outputs of every Switch are consumed, so x's gradient is routed back without
+    the dense zero gradients tf.cond builds for every untaken branch. A branch's weights pass one
+    Switch of their own (their gradient is zero when the branch is not taken). Untaken branches see
+    dead tensors and do not run; one Merge forwards the taken output. The ops stay in the main
+    graph, where oneDNN rewrites them all (inside tf.switch_case's functions the max-pool gradient
+    falls back to a 6x slower kernel).
     """
     outputs = []
-    for k, branch in enumerate(branches[:-1]):
+    for k, (fn, weights) in enumerate(branches):
         pred = tf.equal(index, k)
-        routed = [tf.raw_ops.Switch(data=t, pred=pred) for t in tf.nest.flatten(inputs)]
-        outputs.append(branch(tf.nest.pack_sequence_as(inputs, [t.output_true for t in routed])))
-        inputs = tf.nest.pack_sequence_as(inputs, [t.output_false for t in routed])
-    outputs.append(branches[-1](inputs))
+        x_rest, x_k = tf.raw_ops.Switch(data=x, pred=pred) if k < len(branches) - 1 else (None, x)
+        if weights is not None:
+            weights = tf.nest.map_structure(
+                lambda t: tf.raw_ops.Switch(data=t, pred=pred).output_true, weights)
+        outputs.append(fn(x_k, weights))
+        x = x_rest
     return tf.raw_ops.Merge(inputs=outputs).output
 
 

@@ -232,9 +232,9 @@ def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
         assert child.pool_layers == [0, 1]  # both cells are reduction cells: reduce arc decides
         arcs = tuple(tf.placeholder_with_default(tf.constant(POOL_ARC), [8]) for _ in range(2))
         t = child.build_train(tf.constant(batch), tf.constant(np.arange(8) % 3, tf.int32), *arcs)
-        tables = sorted(v.op.name for v in tf.global_variables()
-                        if re.search(r"conv_[35]x[35]/stack_\d/w_depth$", v.op.name))
-        # 2 layers x 2 nodes x 2 slots x 2 kernels x 2 stacks
+        tables = sorted(v.op.name for v in tf.trainable_variables()
+                        if re.search(r"conv_[35]x[35]/stack_\d/", v.op.name))
+        # 2 layers x 2 kernels x 2 stacks x (w_depth, w_point, offset, scale); rows: 2 + 2 + 3 + 3
         assert len(tables) == 32
         options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
         with tf.Session() as sess:
@@ -271,10 +271,12 @@ def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
     for n in tables:
         np.testing.assert_array_equal(after_pool[n], before[n], err_msg=n)
     for n in tables:
-        if re.search(r"layer_[01]/cell_0/x/conv_3x3/", n):
-            # input 1 was chosen: row 1 moved, row 0 did not
+        assert after_conv[n].shape[0] == 10, n
+        if "/conv_3x3/" in n:
+            # slot 0 (node 2, x) chose input 1: row 1 moved, no other row did
             assert not np.array_equal(after_conv[n][1], after_pool[n][1]), n
-            np.testing.assert_array_equal(after_conv[n][0], after_pool[n][0], err_msg=n)
+            np.testing.assert_array_equal(np.delete(after_conv[n], 1, 0), np.delete(after_pool[n], 1, 0),
+                                          err_msg=n)
         else:
             np.testing.assert_array_equal(after_conv[n], after_pool[n], err_msg=n)
 
@@ -289,8 +291,8 @@ def test_search_unchosen_branches_get_zero_gradient():
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             logits=logits, labels=tf.constant(np.arange(8) % 3, tf.int32)))
         variables = [v for v in tf.trainable_variables()
-                     if re.search(r"layer_0/cell_0/[xy]/conv_[35]x[35]/", v.op.name)]
-        assert len(variables) == 2 * 2 * 2 * 4  # slots x kernels x stacks x (w_depth, w_point, offset, scale)
+                     if re.search(r"layer_0/conv_[35]x[35]/", v.op.name)]
+        assert len(variables) == 2 * 2 * 4  # kernels x stacks x (w_depth, w_point, offset, scale)
         grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, variables)]
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
@@ -299,12 +301,29 @@ def test_search_unchosen_branches_get_zero_gradient():
     for v, g in zip(variables, pool_grads):
         assert not np.any(g), v.op.name
     for v, g in zip(variables, conv_grads):
-        if "/x/conv_3x3/" in v.op.name and "/offset" not in v.op.name:
-            assert np.any(g[1]), v.op.name           # the chosen input's row learns
-            assert not np.any(g[0]), v.op.name       # the other input's row does not
-        elif "/x/conv_3x3/" not in v.op.name:
+        if "/conv_3x3/" in v.op.name and "/offset" not in v.op.name:
+            assert np.any(g[1]), v.op.name                # slot 0's chosen input (1) learns
+            assert not np.any(np.delete(g, 1, 0)), v.op.name  # no other (slot, input) row does
+        elif "/conv_3x3/" not in v.op.name:
             assert not np.any(g), v.op.name
 
+
+def test_shared_tables_keep_per_slot_he_normal_scale():
+    """One table per layer, but each slot's rows start as the original's per-slot table (§2.14)."""
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        child = _search_child(num_cells=5, out_filters=20)
+        arc = tf.constant([0, 0, 1, 1] * 5)
+        child.model(tf.zeros([2, 8, 8, 1]), True, arc, arc)
+        table = [v for v in tf.global_variables() if v.op.name.endswith("layer_0/conv_5x5/stack_0/w_point")]
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            rows = sess.run(table[0])
+    sizes = [c + 2 for c in range(5) for _ in range(2)]
+    assert rows.shape == (sum(sizes), 40 * 40)  # layer 0 is a reduction cell: 2 x 20 filters
+    starts = np.cumsum([0] + sizes)
+    for n, lo in zip(sizes, starts):
+        assert abs(rows[lo:lo + n].std() / np.sqrt(2.0 / n) - 1) < 0.1, n
 
 # --------------------------------------------------------------------------- checkpoints
 def _build_for_checkpoint(data):
