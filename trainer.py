@@ -127,7 +127,13 @@ def restore_or_init(sess, g):
     """Restores the latest checkpoint in output_dir if any, else initialises every variable."""
     latest = tf.train.latest_checkpoint(FLAGS.output_dir)
     if latest:
-        g.saver.restore(sess, latest)
+        try:
+            g.saver.restore(sess, latest)
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError):
+            raise UserError(
+                "--output_dir {}: its checkpoint {} does not fit this model (other model flags, or "
+                "an older version of this code); use another --output_dir, or --reset_output_dir "
+                "to start over".format(FLAGS.output_dir, os.path.basename(latest)))
         print("Resumed from {} at step {}".format(latest, int(sess.run(g.global_step))))
     else:
         sess.run(g.init_op)

@@ -349,3 +349,23 @@ def test_parse_arc_error_is_one_line(text, num_cells):
         utils.parse_arc(text, num_cells)
     except utils.UserError as e:
         assert "\n" not in str(e) and "\r" not in str(e), repr(str(e))
+
+
+def test_checkpoint_of_another_graph_is_refused_and_kept(runner, data, tmp_path):  # noqa: F811
+    """Same flags, but the latest checkpoint holds other variables (as one written by an older
+    version of this code): one line naming --output_dir, and the checkpoints are not touched."""
+    import tensorflow.compat.v1 as tf
+    _, dirs = data
+    first, out = _run(runner, dirs, [], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    with tf.Graph().as_default():
+        tf.get_variable("some_old_layer", [3], initializer=tf.zeros_initializer())
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, os.path.join(out, "model.ckpt"), global_step=999)
+    checkpoints = lambda: {name: os.path.getmtime(os.path.join(out, name))  # noqa: E731
+                           for name in os.listdir(out) if name.startswith(("model.ckpt", "checkpoint"))}
+    kept = checkpoints()
+    run, _ = _run(runner, dirs, ["--num_epochs", "2"], tmp_path)
+    assert_one_line_error(run, ["--output_dir", "does not fit this model"])
+    assert checkpoints() == kept
