@@ -308,14 +308,21 @@ class MicroChild(object):
         return slot_rows
 
     def _enas_conv(self, x, rows):
-        """Two ReLU -> separable conv -> BN (batch statistics) blocks with the given weight rows."""
+        """Two ReLU -> separable conv -> BN (batch statistics) blocks with the given weight rows.
+
+        x [N, H, W, C] -> [N, H, W, out]. Its six activations are recomputed in the backward pass
+        instead of kept (ops.recomputed): they were most of a search step's memory.
+        """
         df = self.data_format
-        for w in rows:
-            x = tf.nn.separable_conv2d(tf.nn.relu(x), w["w_depth"], w["w_point"], [1, 1, 1, 1], "SAME",
-                                       data_format=df)
-            x, _, _ = tf.nn.fused_batch_norm(x, w["scale"], w["offset"], epsilon=ops.BN_EPSILON,
-                                             data_format=df, is_training=True)
-        return x
+
+        def blocks(x, rows):
+            for w in rows:
+                x = tf.nn.separable_conv2d(tf.nn.relu(x), w["w_depth"], w["w_point"], [1, 1, 1, 1],
+                                           "SAME", data_format=df)
+                x, _, _ = tf.nn.fused_batch_norm(x, w["scale"], w["offset"], epsilon=ops.BN_EPSILON,
+                                                 data_format=df, is_training=True)
+            return x
+        return ops.recomputed(blocks, x, rows)
 
     def _enas_combine(self, nodes, used, out_filters):
         """Concatenates the nodes no other node used and projects them back to out_filters (1x1 conv).

@@ -129,6 +129,27 @@ def select(index, x, branches):
     return tf.raw_ops.Merge(inputs=outputs).output
 
 
+def recomputed(fn, *inputs):
+    """fn(*inputs), a tensor, with fn's activations recomputed in the backward pass, not kept.
+
+    inputs: nests of tensors; fn must not read variables (pass their values in). The backward
+    pass runs fn again once the output's gradient exists (a control dependency), and
+    differentiates that copy: memory holds one op's activations at a time, for about a forward
+    pass of extra compute.
+    """
+    flat = tf.nest.flatten(inputs)
+
+    @tf.custom_gradient
+    def forward(*flat_args):
+        def grad(dy):
+            with tf.control_dependencies([dy]):
+                again = [tf.identity(t) for t in flat_args]
+            y = fn(*tf.nest.pack_sequence_as(inputs, again))
+            return tf.gradients(y, again, grad_ys=dy)
+        return fn(*tf.nest.pack_sequence_as(inputs, list(flat_args))), grad
+    return forward(*flat)
+
+
 def global_avg_pool(x, data_format):
     """[N, H, W, C] (or NCHW) -> [N, C]."""
     return tf.reduce_mean(x, axis=[1, 2] if data_format == "NHWC" else [2, 3])

@@ -126,6 +126,35 @@ def test_odd_feature_map_sizes_train(fixed):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+
+def test_recomputed_same_gradients_without_keeping_activations():
+    """ops.recomputed: the same gradients, and no gradient op reads a forward activation."""
+    rng = np.random.RandomState(0)
+    x_np, w_np = rng.randn(2, 6, 6, 3).astype(np.float32), rng.randn(3, 3, 3, 4).astype(np.float32)
+
+    def fn(x, weights):
+        y = tf.nn.conv2d(tf.nn.relu(x), weights["w"], [1, 1, 1, 1], "SAME")
+        return tf.nn.relu(y) * 2.0
+
+    with _graph().as_default() as g:
+        x, w = tf.constant(x_np), tf.constant(w_np)
+        plain = tf.gradients(tf.reduce_sum(tf.square(fn(x, dict(w=w)))), [x, w])
+        first = len(g.get_operations())
+        y = ops.recomputed(fn, x, dict(w=w))
+        forward_ops = set(g.get_operations()[first:])
+        loss = tf.reduce_sum(tf.square(y))
+        first = len(g.get_operations())
+        again = tf.gradients(loss, [x, w])
+        grad_ops = g.get_operations()[first:]
+        with tf.Session() as sess:
+            want, got = sess.run([plain, again])
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    activations = {op for op in forward_ops if op.type in ("Relu", "Conv2D", "Mul")}
+    assert len(activations) == 4  # relu, conv, relu, mul
+    readers = [op.name for op in grad_ops if any(t.op in activations for t in op.inputs)]
+    assert readers == [], readers
+
 # ----------------------------------------------------------------------------- learning
 def _small_data(tmp_path, make_png_dataset, size=12):
     dirs = make_png_dataset(tmp_path / "data", num_classes=3, per_class=(16, 4, 4), size=size,
