@@ -11,9 +11,11 @@ Two modes, side by side:
   fixed arc (`fixed_arc` given): the arcs are Python lists; each cell is built once, reduction cells use
     stride-2 ops, drop path on ops 0-3, unused nodes concatenated (§2.4). Eval uses moving BN statistics.
   search (`fixed_arc` None): the arcs are int32 [4B] tensors sampled per step; weights are shared per
-    (layer, cell, slot, input index); each node runs only its sampled input and op through
-    tf.switch_case; unused nodes are concatenated and projected back by a 1x1 conv (§2.3). BN always
-    uses batch statistics (shared weights have no per-architecture moving statistics).
+    (layer, cell, slot, input index), as rows of one table per layer; each node reads only its sampled
+    input (a TensorArray read) and runs only its sampled op (ops.select), and its separable convs
+    recompute their activations in the backward pass; unused nodes are concatenated and projected
+    back by a 1x1 conv (§2.3). BN always uses batch statistics (shared weights have no
+    per-architecture moving statistics).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
 import tensorflow.compat.v1 as tf

@@ -266,8 +266,11 @@ def run_until_step(cmd, step):
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tfile:
         full = ["/usr/bin/time", "-v", "-o", tfile.name] + cmd if use_time else cmd
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # SIGINT back to its default: a benchmark started in the background (`cmd &`) ignores it,
+        # and the ignore would pass to the run, which then could not be stopped at `step`.
         proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         target = re.compile(r"ch_step = %d\b" % step)
         hwm, last = 0, ""
         try:
