@@ -5,8 +5,9 @@
 
 Prints (each timing a median over >= --steps runs after --warmup runs):
   search child train step and fixed-arc train step (images/s), both on the same --num_fixed_arcs
-  controller-sampled arcs (fed to the search graph, built as fixed graphs), input pipeline alone with n_aug_img 2 (images/s), one controller phase (s and share
-  of a 55,000-image child epoch), peak RSS of the real CLI on a generated 55,000-image set and the
+  controller-sampled arcs (fed to the search graph, built as fixed graphs), input pipeline alone
+  with n_aug_img 2 (images/s), one controller phase (s and share of a 55,000-image child epoch),
+  peak RSS of the real CLI on a generated 55,000-image set and the
   size of its output_dir; the LAST line is `search/fixed throughput ratio: X.XX`.
 The flags graph.build reads are a plain namespace holding the search defaults of enas_flags.py
 (absl's global FLAGS is not touched).
@@ -163,11 +164,12 @@ def bench_search(flags, data, args):
         g = graph_lib.build(flags, data, True, None)
         with new_session(flags, g) as sess:
             arcs = sample_arcs(sess, g.controller, args.num_fixed_arcs)
-            timed_runs(sess, train_fetches(g), args.warmup, 0)
+            fetches = train_fetches(g)
+            timed_runs(sess, fetches, args.warmup, 0)  # warm-up on freshly sampled arcs
             times = []
             for normal, reduce in arcs:
                 feed = {g.controller.sample_arc[0]: normal, g.controller.sample_arc[1]: reduce}
-                times += timed_runs(sess, train_fetches(g), 0, steps_per_arc(args), feed)[0]
+                times += timed_runs(sess, fetches, 0, steps_per_arc(args), feed)[0]
             ctrl = bench_controller(sess, g, flags, args)
     return statistics.median(times), arcs, g.num_params, ctrl
 
