@@ -18,6 +18,7 @@ Two modes, side by side:
     per-architecture moving statistics).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 import ops
@@ -84,7 +85,8 @@ class MicroChild(object):
             return self._head(x, is_training), aux_logits
 
     def _bn_training(self, is_training):
-        return is_training or self.search
+        """What ops.batch_norm is told: batch statistics only in search mode (spec difference 4)."""
+        return ops.BATCH_STATS_ONLY if self.search else is_training
 
     def _stem(self, images, is_training):
         """3x3 conv to 3 * out_filters channels, then BN (no ReLU: every op starts with its own)."""
@@ -99,7 +101,8 @@ class MicroChild(object):
             stride = 2 if reduction else 1
             return self._fixed_layer(layer_id, layers, arc, out_filters, stride, is_training)
         if reduction:
-            x = ops.factorized_reduction(layers[-1], out_filters, True, self.data_format)
+            x = ops.factorized_reduction(layers[-1], out_filters, ops.BATCH_STATS_ONLY,
+                                         self.data_format)
             layers = [layers[-1], x]
         return self._enas_layer(layers, arc, out_filters)
 
@@ -134,7 +137,7 @@ class MicroChild(object):
                 with tf.variable_scope(scope):
                     w = ops.create_weight("w", [k, k, ops.channels(x, df), filters])
                     x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=df)
-                    x = tf.nn.relu(ops.batch_norm(x, True, df))
+                    x = tf.nn.relu(ops.batch_norm(x, self._bn_training(True), df))
             return ops.fully_connected(ops.global_avg_pool(x, df), self.num_classes)
 
     def _head(self, x, is_training):
@@ -187,9 +190,8 @@ class MicroChild(object):
                 inp_c = ops.channels(x, df)
                 w_depth = ops.create_weight("w_depth", [kernel, kernel, inp_c, 1])
                 w_point = ops.create_weight("w_point", [1, 1, inp_c, out_filters])
-                x = tf.nn.separable_conv2d(tf.nn.relu(x), w_depth, w_point,
-                                           ops.strides(stride if conv_id == 0 else 1, df), "SAME",
-                                           data_format=df)
+                x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point,
+                                       stride if conv_id == 0 else 1, df)
                 x = ops.batch_norm(x, bn_training, df)
         return x
 
@@ -230,26 +232,25 @@ class MicroChild(object):
         nodes = tf.TensorArray(tf.float32, size=self.num_cells + 2, clear_after_read=False,
                                element_shape=layers[0].get_shape())
         nodes = nodes.write(0, layers[0]).write(1, layers[1])
-        used = []
+        entries = tf.unstack(arc, 4 * self.num_cells)  # one op, not a slice per entry
         for cell_id in range(self.num_cells):
-            x_id, x_op, y_id, y_op = [arc[4 * cell_id + i] for i in range(4)]
+            x_id, x_op, y_id, y_op = entries[4 * cell_id: 4 * cell_id + 4]
             with tf.variable_scope("cell_{}".format(cell_id)):
                 x = self._enas_node_input(nodes.read(x_id), x_op, slot_rows[2 * cell_id])
                 y = self._enas_node_input(nodes.read(y_id), y_op, slot_rows[2 * cell_id + 1])
-            used.append(tf.one_hot(x_id, self.num_cells + 2, dtype=tf.int32))
-            used.append(tf.one_hot(y_id, self.num_cells + 2, dtype=tf.int32))
             nodes = nodes.write(cell_id + 2, x + y)
-        return self._enas_combine(nodes, tf.add_n(used), out_filters)
+        used = tf.reduce_sum(tf.one_hot(arc[0::2], self.num_cells + 2, dtype=tf.int32), 0)
+        return self._enas_combine(nodes, used, out_filters)
 
     def _enas_node_input(self, x, op_id, rows):
         """Runs only the sampled op (op_id) on the sampled input x; ops.select executes just one op.
 
-        rows: {3: [two dicts], 5: [two dicts]}, the sep conv weights of this slot and input.
+        rows: {3: row, 5: row}, this slot's and input's packed sep conv weights (_conv_layout).
         """
         df = self.data_format
         branches = [
-            (self._enas_conv, rows[3]),
-            (self._enas_conv, rows[5]),
+            (lambda x, row: self._enas_conv(x, row, 3), rows[3]),
+            (lambda x, row: self._enas_conv(x, row, 5), rows[5]),
             (lambda x, _: ops.pool(x, 2, 1, df), None),
             (lambda x, _: ops.pool(x, 3, 1, df), None),
             (lambda x, _: tf.identity(x), None),
@@ -262,69 +263,64 @@ class MicroChild(object):
         """Rows per slot, in slot order (cell 0 x, cell 0 y, cell 1 x, ...): one per possible input."""
         return [cell_id + 2 for cell_id in range(self.num_cells) for _ in range(2)]
 
-    def _enas_conv_weights(self, kernel, out_filters):
-        """The layer's weight tables of one sep conv op: one row per (slot, possible input).
+    @staticmethod
+    def _conv_layout(kernel, c):
+        """The pieces of one packed sep conv row on c channels: (name, shape) per stacked block."""
+        return [("w_depth", [kernel, kernel, c, 1]), ("w_point", [1, 1, c, c]),
+                ("scale", [c]), ("offset", [c])] * 2
 
-        Returns a list of two dicts (one per stacked block) of variables:
-        w_depth [R, k*k*C], w_point [R, C*out], offset/scale [R, out], R = sum of _slot_sizes().
-        Each slot's block of rows is initialised like the original's own per-slot table (he_normal
-        with fan_in = its row count, spec §2.14); one table per layer keeps the graph small.
+    def _enas_conv_table(self, kernel, c):
+        """The layer's weight table of one sep conv op: [R, P], one row per (slot, possible input).
+
+        R = sum of _slot_sizes(); a row packs both stacked blocks' w_depth, w_point, BN scale and
+        offset (_conv_layout), so that one Switch routes them. Each slot's rows are initialised
+        like the original's own per-slot tables (he_normal with fan_in = the slot's row count,
+        spec §2.14; BN scale 1, offset 0).
         """
-        sizes, inp_c = self._slot_sizes(), out_filters
+        sizes = self._slot_sizes()
+        # he_normal: a normal truncated at 2 std, scaled to std sqrt(2 / fan_in); 0.8796 is the
+        # std of a unit normal truncated at 2 std.
+        row_std = np.repeat([np.sqrt(2.0 / n) / 0.87962566103423978 for n in sizes], sizes)
+        pieces = [(name, int(np.prod(shape))) for name, shape in self._conv_layout(kernel, c)]
+        is_weight = np.concatenate([np.full(n, name.startswith("w_")) for name, n in pieces])
+        is_scale = np.concatenate([np.full(n, name == "scale") for name, n in pieces])
 
-        def he_normal_per_slot(shape, dtype=tf.float32, partition_info=None):
-            return tf.concat([tf.initializers.he_normal()([n, shape[1]], dtype) for n in sizes], 0)
+        def init(shape, dtype=tf.float32, partition_info=None):  # [R, 1] and [1, P] constants
+            std = tf.constant(row_std[:, None], dtype) * tf.constant(is_weight[None, :], dtype)
+            return tf.random.truncated_normal(shape, dtype=dtype) * std + tf.constant(is_scale, dtype)
+        return ops.create_weight("conv_{0}x{0}".format(kernel), [sum(sizes), is_weight.size], init)
 
-        rows, stack = sum(sizes), []
-        with tf.variable_scope("conv_{0}x{0}".format(kernel)):
-            for conv_id in range(2):
-                with tf.variable_scope("stack_{}".format(conv_id)):
-                    stack.append(dict(
-                        w_depth=ops.create_weight("w_depth", [rows, kernel * kernel * inp_c],
-                                                  he_normal_per_slot),
-                        w_point=ops.create_weight("w_point", [rows, inp_c * out_filters],
-                                                  he_normal_per_slot),
-                        offset=ops.create_weight("bn/offset", [rows, out_filters], tf.zeros_initializer()),
-                        scale=ops.create_weight("bn/scale", [rows, out_filters], tf.ones_initializer())))
-        return stack
+    def _enas_conv_rows(self, arc, c):
+        """Every slot's packed sep conv row for its sampled input, with one gather per table.
 
-    def _enas_conv_rows(self, arc, inp_c):
-        """Every slot's sep conv weights for its sampled input, with one gather per table.
-
-        Returns a list over slots of {kernel: [two dicts of w_depth [k, k, C, 1], w_point
-        [1, 1, C, out], scale and offset [out]]}. Gathered before ops.select routes them: the rows
-        are tiny, and their gradients are IndexedSlices that should not pass through Switch/Merge.
+        Returns a list over slots of {kernel: row [P]}. Gathered before ops.select routes them:
+        the rows are small, and their gradients are IndexedSlices that should not pass through
+        Switch/Merge.
         """
         sizes = self._slot_sizes()
         first_row = tf.constant([sum(sizes[:s]) for s in range(len(sizes))], tf.int32)
         row_ids = first_row + arc[0::2]  # arc[0::2]: each slot's input index, in slot order
-        slot_rows = [{} for _ in sizes]
-        for k in (3, 5):
-            for weights in self._enas_conv_weights(k, inp_c):
-                shapes = dict(w_depth=[k, k, inp_c, 1], w_point=[1, 1, inp_c, inp_c])
-                per_slot = {name: tf.unstack(tf.reshape(tf.gather(table, row_ids),
-                                                        [len(sizes)] + shapes.get(name, [-1])))
-                            for name, table in weights.items()}
-                for slot, rows in enumerate(slot_rows):
-                    rows.setdefault(k, []).append({n: v[slot] for n, v in per_slot.items()})
-        return slot_rows
+        per_kernel = {k: tf.unstack(tf.gather(self._enas_conv_table(k, c), row_ids)) for k in (3, 5)}
+        return [{k: rows[slot] for k, rows in per_kernel.items()} for slot in range(len(sizes))]
 
-    def _enas_conv(self, x, rows):
-        """Two ReLU -> separable conv -> BN (batch statistics) blocks with the given weight rows.
+    def _enas_conv(self, x, row, kernel):
+        """Two ReLU -> separable conv -> BN (batch statistics) blocks with one packed weight row.
 
-        x [N, H, W, C] -> [N, H, W, out]. Its six activations are recomputed in the backward pass
+        x [N, H, W, C] -> [N, H, W, C]. Its six activations are recomputed in the backward pass
         instead of kept (ops.recomputed): they were most of a search step's memory.
         """
         df = self.data_format
+        layout = self._conv_layout(kernel, ops.channels(x, df))
 
-        def blocks(x, rows):
-            for w in rows:
-                x = tf.nn.separable_conv2d(tf.nn.relu(x), w["w_depth"], w["w_point"], [1, 1, 1, 1],
-                                           "SAME", data_format=df)
-                x, _, _ = tf.nn.fused_batch_norm(x, w["scale"], w["offset"], epsilon=ops.BN_EPSILON,
+        def blocks(x, row):
+            pieces = tf.split(row, [int(np.prod(shape)) for _, shape in layout])
+            w = [tf.reshape(p, shape) for p, (_, shape) in zip(pieces, layout)]
+            for w_depth, w_point, scale, offset in (w[:4], w[4:]):
+                x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point, 1, df)
+                x, _, _ = tf.nn.fused_batch_norm(x, scale, offset, epsilon=ops.BN_EPSILON,
                                                  data_format=df, is_training=True)
             return x
-        return ops.recomputed(blocks, x, rows)
+        return ops.recomputed(blocks, x, row)
 
     def _enas_combine(self, nodes, used, out_filters):
         """Concatenates the nodes no other node used and projects them back to out_filters (1x1 conv).
@@ -346,7 +342,7 @@ class MicroChild(object):
             w = ops.create_weight("w", [self.num_cells + 2, out_filters * out_filters])
             w = tf.reshape(tf.gather(w, indices, axis=0), [1, 1, num_outs * out_filters, out_filters])
             out = tf.nn.conv2d(tf.nn.relu(out), w, [1, 1, 1, 1], "SAME", data_format=df)
-            out = ops.batch_norm(out, True, df)
+            out = ops.batch_norm(out, ops.BATCH_STATS_ONLY, df)
         out.set_shape(nodes.element_shape)
         return out
 

@@ -30,16 +30,25 @@ def create_weight(name, shape, initializer=None, trainable=True):
     return tf.get_variable(name, shape, initializer=initializer, trainable=trainable)
 
 
-def batch_norm(x, is_training, data_format, name="bn"):
-    """Fused batch norm with moving statistics (decay 0.9, epsilon 1e-5).
+BATCH_STATS_ONLY = "batch statistics only"
 
-    is_training: batch statistics, and the moving averages are updated as a control dependency
-    of the output (so they run whenever the output is used); else the moving statistics are used.
+
+def batch_norm(x, is_training, data_format, name="bn"):
+    """Fused batch norm (decay 0.9, epsilon 1e-5).
+
+    is_training: True: batch statistics, and the moving averages are updated as a control
+    dependency of the output (so they run whenever the output is used); False: the moving
+    statistics; BATCH_STATS_ONLY: batch statistics and no moving statistics at all (the search
+    child: shared weights have none per architecture, spec difference 4).
     """
     c = channels(x, data_format)
     with tf.variable_scope(name):
         offset = tf.get_variable("offset", [c], initializer=tf.zeros_initializer())
         scale = tf.get_variable("scale", [c], initializer=tf.ones_initializer())
+        if is_training == BATCH_STATS_ONLY:
+            x, _, _ = tf.nn.fused_batch_norm(x, scale, offset, epsilon=BN_EPSILON,
+                                             data_format=data_format, is_training=True)
+            return x
         moving_mean = tf.get_variable("moving_mean", [c], trainable=False,
                                       initializer=tf.zeros_initializer())
         moving_variance = tf.get_variable("moving_variance", [c], trainable=False,
@@ -63,6 +72,17 @@ def relu_conv_bn(x, out_filters, is_training, data_format, name):
         x = tf.nn.relu(x)
         x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=data_format)
         return batch_norm(x, is_training, data_format)
+
+
+def separable_conv(x, w_depth, w_point, stride, data_format):
+    """Depthwise w_depth [k, k, C, 1] then pointwise w_point [1, 1, C, F]: [N, H/stride, W/stride, F].
+
+    tf.nn.separable_conv2d's maths with the two raw ops: it adds shape and dilation constants
+    to the graph at each call, and a search graph makes hundreds of calls.
+    """
+    x = tf.nn.depthwise_conv2d_native(x, w_depth, strides(stride, data_format), "SAME",
+                                      data_format=data_format, name="depthwise")
+    return tf.nn.conv2d(x, w_point, [1, 1, 1, 1], "VALID", data_format=data_format)
 
 
 def _odd_pixels_conv(x, w, data_format):
@@ -118,8 +138,8 @@ def select(index, x, branches):
     falls back to a 6x slower kernel).
     """
     outputs = []
-    for k, (fn, weights) in enumerate(branches):
-        pred = tf.equal(index, k)
+    preds = tf.unstack(tf.equal(tf.range(len(branches)), index))
+    for k, ((fn, weights), pred) in enumerate(zip(branches, preds)):
         x_rest, x_k = tf.raw_ops.Switch(data=x, pred=pred) if k < len(branches) - 1 else (None, x)
         if weights is not None:
             weights = tf.nest.map_structure(

@@ -262,9 +262,9 @@ def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
         arcs = tuple(tf.placeholder_with_default(tf.constant(POOL_ARC), [8]) for _ in range(2))
         t = child.build_train(tf.constant(batch), tf.constant(np.arange(8) % 3, tf.int32), *arcs)
         tables = sorted(v.op.name for v in tf.trainable_variables()
-                        if re.search(r"conv_[35]x[35]/stack_\d/", v.op.name))
-        # 2 layers x 2 kernels x 2 stacks x (w_depth, w_point, offset, scale); rows: 2 + 2 + 3 + 3
-        assert len(tables) == 32
+                        if re.search(r"conv_[35]x[35]$", v.op.name))
+        # 2 layers x 2 kernels, each row packs both stacks' weights; rows: 2 + 2 + 3 + 3
+        assert len(tables) == 4
         options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
@@ -292,7 +292,7 @@ def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
     assert depthwise(conv_names, conv_types), "the chosen separable conv did not run"
     assert any("DepthwiseConv2dNativeBackpropFilter" in x for x in conv_types)
     # only one sep conv slot per layer was chosen: its forward kernels ran (2 stacks x 2 layers),
-    # not the 32 that exist in the graph
+    # not the 32 that exist in the graph (2 layers x 4 slots x 2 kernels x 2 stacks)
     forward = [x for x in conv_names if re.search(r"depthwise$", x) and "gradients" not in x]
     assert 1 <= len(forward) <= 4, forward
 
@@ -301,7 +301,7 @@ def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
         np.testing.assert_array_equal(after_pool[n], before[n], err_msg=n)
     for n in tables:
         assert after_conv[n].shape[0] == 10, n
-        if "/conv_3x3/" in n:
+        if n.endswith("/conv_3x3"):
             # slot 0 (node 2, x) chose input 1: row 1 moved, no other row did
             assert not np.array_equal(after_conv[n][1], after_pool[n][1]), n
             np.testing.assert_array_equal(np.delete(after_conv[n], 1, 0), np.delete(after_pool[n], 1, 0),
@@ -320,8 +320,8 @@ def test_search_unchosen_branches_get_zero_gradient():
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             logits=logits, labels=tf.constant(np.arange(8) % 3, tf.int32)))
         variables = [v for v in tf.trainable_variables()
-                     if re.search(r"layer_0/conv_[35]x[35]/", v.op.name)]
-        assert len(variables) == 2 * 2 * 4  # kernels x stacks x (w_depth, w_point, offset, scale)
+                     if re.search(r"layer_0/conv_[35]x[35]$", v.op.name)]
+        assert len(variables) == 2  # one packed table per kernel
         grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, variables)]
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
@@ -330,29 +330,37 @@ def test_search_unchosen_branches_get_zero_gradient():
     for v, g in zip(variables, pool_grads):
         assert not np.any(g), v.op.name
     for v, g in zip(variables, conv_grads):
-        if "/conv_3x3/" in v.op.name and "/offset" not in v.op.name:
+        if v.op.name.endswith("conv_3x3"):
             assert np.any(g[1]), v.op.name                # slot 0's chosen input (1) learns
             assert not np.any(np.delete(g, 1, 0)), v.op.name  # no other (slot, input) row does
-        elif "/conv_3x3/" not in v.op.name:
+        else:
             assert not np.any(g), v.op.name
 
 
 def test_shared_tables_keep_per_slot_he_normal_scale():
-    """One table per layer, but each slot's rows start as the original's per-slot table (§2.14)."""
+    """One table per layer and kernel, but each slot's rows start as the original's per-slot
+    tables (§2.14): he_normal with fan_in = the slot's row count, BN scale 1 and offset 0."""
     with _graph().as_default():
         tf.set_random_seed(0)
         child = _search_child(num_cells=5, out_filters=20)
         arc = tf.constant([0, 0, 1, 1] * 5)
         child.model(tf.zeros([2, 8, 8, 1]), True, arc, arc)
-        table = [v for v in tf.global_variables() if v.op.name.endswith("layer_0/conv_5x5/stack_0/w_point")]
+        table = [v for v in tf.global_variables() if v.op.name.endswith("layer_0/conv_5x5")]
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             rows = sess.run(table[0])
     sizes = [c + 2 for c in range(5) for _ in range(2)]
-    assert rows.shape == (sum(sizes), 40 * 40)  # layer 0 is a reduction cell: 2 x 20 filters
-    starts = np.cumsum([0] + sizes)
-    for n, lo in zip(sizes, starts):
-        assert abs(rows[lo:lo + n].std() / np.sqrt(2.0 / n) - 1) < 0.1, n
+    c = 40  # layer 0 is a reduction cell: 2 x 20 filters
+    block = [5 * 5 * c, c * c, c, c]  # one stack: w_depth, w_point, BN scale, BN offset
+    assert rows.shape == (sum(sizes), 2 * sum(block))
+    for stack in rows[:, :sum(block)], rows[:, sum(block):]:
+        w_depth, w_point, scale, offset = np.split(stack, np.cumsum(block)[:-1], axis=1)
+        np.testing.assert_array_equal(scale, 1.0)
+        np.testing.assert_array_equal(offset, 0.0)
+        starts = np.cumsum([0] + sizes)
+        for n, lo in zip(sizes, starts):
+            for w in w_depth, w_point:
+                assert abs(w[lo:lo + n].std() / np.sqrt(2.0 / n) - 1) < 0.1, n
 
 # --------------------------------------------------------------------------- checkpoints
 def _build_for_checkpoint(data):
