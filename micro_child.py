@@ -11,11 +11,12 @@ Two modes, side by side:
   fixed arc (`fixed_arc` given): the arcs are Python lists; each cell is built once, reduction cells use
     stride-2 ops, drop path on ops 0-3, unused nodes concatenated (§2.4). Eval uses moving BN statistics.
   search (`fixed_arc` None): the arcs are int32 [4B] tensors sampled per step; weights are shared per
-    (layer, cell, slot, input index), as rows of one table per layer; each node reads only its sampled
-    input (a TensorArray read) and runs only its sampled op (ops.select), and its separable convs
-    recompute their activations in the backward pass; unused nodes are concatenated and projected
-    back by a 1x1 conv (§2.3). BN always uses batch statistics (shared weights have no
-    per-architecture moving statistics).
+    (layer, cell, slot, input index), as rows of one table per layer and kernel; each node reads
+    only its sampled input (a TensorArray read) and runs only its sampled op (ops.select); unused
+    nodes are concatenated and projected back by a 1x1 conv (§2.3). Training recomputes the
+    full-resolution layers and every separable conv in the backward pass instead of keeping
+    their activations, and frees each layer's nodes once its gradients exist. BN always uses
+    batch statistics (shared weights have no per-architecture moving statistics).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
 import numpy as np
@@ -100,11 +101,20 @@ class MicroChild(object):
         if not self.search:
             stride = 2 if reduction else 1
             return self._fixed_layer(layer_id, layers, arc, out_filters, stride, is_training)
-        if reduction:
-            x = ops.factorized_reduction(layers[-1], out_filters, ops.BATCH_STATS_ONLY,
-                                         self.data_format)
-            layers = [layers[-1], x]
-        return self._enas_layer(layers, arc, out_filters)
+
+        def search_layer(layers):
+            if reduction:
+                x = ops.factorized_reduction(layers[-1], out_filters, ops.BATCH_STATS_ONLY,
+                                             self.data_format)
+                layers = [layers[-1], x]
+            return self._enas_layer(layers, arc, out_filters)
+        if not is_training:
+            return ops.released(*search_layer(layers))
+        # The layers before the first reduction cell hold the largest activations (full
+        # resolution): the backward pass recomputes them instead. Every layer frees its nodes
+        # once its gradients exist (ops.recomputed).
+        full_resolution = layer_id < self.pool_layers[0]
+        return ops.recomputed(search_layer, layers, keep_activations=not full_resolution)
 
     def _calibrate(self, layers, out_filters, is_training):
         """Brings the two cell inputs to the same H, W and to out_filters channels (§2.6)."""
@@ -220,12 +230,13 @@ class MicroChild(object):
 
     # ------------------------------------------------------------------- shared-weight cell
     def _enas_layer(self, prev_layers, arc, out_filters):
-        """A cell whose arc is an int32 [4B] tensor (§2.3). Returns [N, H, W, out_filters].
+        """A cell whose arc is an int32 [4B] tensor (§2.3).
 
-        The nodes live in a TensorArray: a node reads its sampled input with one dynamic read, and
-        the gradient flows back only to the nodes that were read. (A tf.switch_case or tf.gather over
-        the candidate inputs makes a dense zero gradient for every candidate not picked: 1.3 GB of
-        zeros per step at batch 128.)
+        Returns (y [N, H, W, out_filters], [the TensorArray of its nodes]). The nodes live in a
+        TensorArray: a node reads its sampled input with one dynamic read, and the gradient flows
+        back only to the nodes that were read. (A tf.switch_case or tf.gather over the candidate
+        inputs makes a dense zero gradient for every candidate not picked: 1.3 GB of zeros per
+        step at batch 128.) The caller closes it (ops.recomputed, ops.released).
         """
         layers = self._calibrate(prev_layers, out_filters, True)
         slot_rows = self._enas_conv_rows(arc, out_filters)
@@ -240,7 +251,7 @@ class MicroChild(object):
                 y = self._enas_node_input(nodes.read(y_id), y_op, slot_rows[2 * cell_id + 1])
             nodes = nodes.write(cell_id + 2, x + y)
         used = tf.reduce_sum(tf.one_hot(arc[0::2], self.num_cells + 2, dtype=tf.int32), 0)
-        return self._enas_combine(nodes, used, out_filters)
+        return self._enas_combine(nodes, used, out_filters), [nodes]
 
     def _enas_node_input(self, x, op_id, rows):
         """Runs only the sampled op (op_id) on the sampled input x; ops.select executes just one op.
@@ -319,7 +330,7 @@ class MicroChild(object):
                 x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point, 1, df)
                 x, _, _ = tf.nn.fused_batch_norm(x, scale, offset, epsilon=ops.BN_EPSILON,
                                                  data_format=df, is_training=True)
-            return x
+            return x, []
         return ops.recomputed(blocks, x, row)
 
     def _enas_combine(self, nodes, used, out_filters):

@@ -149,25 +149,84 @@ def select(index, x, branches):
     return tf.raw_ops.Merge(inputs=outputs).output
 
 
-def recomputed(fn, *inputs):
-    """fn(*inputs), a tensor, with fn's activations recomputed in the backward pass, not kept.
+def _grad_source(tensor):
+    """The name scope of the tf.gradients call that made tensor: where TensorArray gradients
+    keep their accumulators (its last scope token that starts with "gradients")."""
+    tokens = tensor.name.split("/")
+    last = max(i for i, t in enumerate(tokens) if t.startswith("gradients"))
+    return "/".join(tokens[:last + 1])
 
-    inputs: nests of tensors; fn must not read variables (pass their values in). The backward
-    pass runs fn again once the output's gradient exists (a control dependency), and
-    differentiates that copy: memory holds one op's activations at a time, for about a forward
-    pass of extra compute.
+
+def _after_closing(tensors, arrays, after):
+    """tensors, each gated on closing the TensorArrays `arrays` once the tensors `after` exist."""
+    if not arrays:
+        return tensors
+    with tf.control_dependencies(after):
+        closes = [ta.close() for ta in arrays]
+    with tf.control_dependencies(closes):
+        return [tf.identity(t) for t in tensors]
+
+
+def _closed_after_gradients(input_grads, all_grads, arrays):
+    """input_grads, gated on closing `arrays` and their gradient accumulators once all_grads
+    (tensors or IndexedSlices, some None) exist."""
+    live = [i for i, g in enumerate(input_grads) if g is not None]
+    if not arrays or not live:
+        return input_grads
+    source = _grad_source(input_grads[live[0]])
+    arrays = arrays + [ta.grad(source, ta.flow) for ta in arrays]
+    done = tf.nest.flatten([g for g in all_grads if g is not None], expand_composites=True)
+    gated = dict(zip(live, _after_closing([input_grads[i] for i in live], arrays, done)))
+    return [gated.get(i) for i in range(len(input_grads))]
+
+
+def recomputed(fn, *inputs, keep_activations=False):
+    """fn's output, with fn's activations recomputed in the backward pass instead of kept.
+
+    fn(*inputs) -> (y, tensor_arrays): y a tensor; tensor_arrays the TensorArrays fn made, which
+    would hold their elements until the step ends: they are closed once y exists, and in the
+    recomputation once its gradients do (with their gradient accumulators).
+    keep_activations: no recomputation; the gradients are those of the first call, whose
+    TensorArrays are closed (with their accumulators) once its gradients exist. Run the graph with
+    grappler off (graph.session_config): its constant folding and dependency optimizer moved
+    such a close before the writes it must follow.
+    inputs: nests of tensors. fn may create and read (resource) variables; the recomputation
+    reads them again in fn's variable scope. The backward pass runs fn again once y's gradient
+    exists (a control dependency) and differentiates that copy: memory holds one call's
+    activations at a time, for about a forward pass of extra compute. fn must be deterministic
+    and must not update state (no dropout, no moving averages).
     """
     flat = tf.nest.flatten(inputs)
+    var_scope = tf.get_variable_scope()
+    # The copy is built outside the outer "gradients" name scope, so that its TensorArray
+    # gradients all find one accumulator (_grad_source).
+    name_scope = tf.get_default_graph().get_name_scope()
+    copy_scope = (name_scope + "/" if name_scope else "") + "recomputed/"
 
     @tf.custom_gradient
     def forward(*flat_args):
-        def grad(dy):
-            with tf.control_dependencies([dy]):
-                again = [tf.identity(t) for t in flat_args]
-            y = fn(*tf.nest.pack_sequence_as(inputs, again))
-            return tf.gradients(y, again, grad_ys=dy)
-        return fn(*tf.nest.pack_sequence_as(inputs, list(flat_args))), grad
+        y, arrays = fn(*tf.nest.pack_sequence_as(inputs, list(flat_args)))
+
+        def grad(dy, variables=()):
+            with tf.name_scope(copy_scope), tf.variable_scope(var_scope, reuse=True,
+                                                                  auxiliary_name_scope=False):
+                if keep_activations:
+                    args, y_again, arrays_again = list(flat_args), y, arrays
+                else:
+                    with tf.control_dependencies([dy]):
+                        args = [tf.identity(t) for t in flat_args]
+                    y_again, arrays_again = fn(*tf.nest.pack_sequence_as(inputs, args))
+                # partial derivatives: one input may feed another (a layer's two inputs)
+                grads = tf.gradients(y_again, args + list(variables), grad_ys=dy, stop_gradients=args)
+                input_grads = _closed_after_gradients(grads[:len(args)], grads, arrays_again)
+            return input_grads, grads[len(args):]
+        return (y if keep_activations else released(y, arrays)), grad
     return forward(*flat)
+
+
+def released(y, arrays):
+    """y, once the TensorArrays that computed it are closed (where no gradient passes)."""
+    return _after_closing([y], arrays, [y])[0]
 
 
 def global_avg_pool(x, data_format):

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import data_utils
+import graph as graph_lib
 import ops
 from micro_child import MicroChild
 from micro_controller import MicroController
@@ -22,6 +24,11 @@ MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0
 POOL_ARC = [1, 3, 0, 2, 2, 4, 0, 3]   # no separable conv anywhere
 CONV_ARC = [1, 0, 0, 3, 2, 4, 0, 2]   # node 2, slot x: sep 3x3 on input 1
 SMALL_FIXED = "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2"
+
+
+def _session():
+    """A session configured as the scripts' (grappler off, which ops.recomputed relies on)."""
+    return tf.Session(config=graph_lib.session_config(types.SimpleNamespace(num_threads=0)))
 
 
 def _graph():
@@ -68,7 +75,7 @@ def test_fixed_mnist_arc_shapes(num_layers):
             assert out.get_shape().as_list() == [2, size, size, n_unused * filters], layer_id
         assert size == 3
         # the recorded shapes are the real run-time shapes too
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             outs = sess.run([r[2] for r in recorded] + [logits])
         for (_, _, t), v in zip(recorded, outs):
@@ -100,7 +107,7 @@ def test_factorized_reduction_odd_path_is_pad_slice_conv(size):
         x, w = tf.constant(x_np), tf.constant(w_np)
         shifted = tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
         expected = tf.nn.conv2d(shifted, w, [1, 2, 2, 1], "VALID")
-        with tf.Session() as sess:
+        with _session() as sess:
             got, want = sess.run([ops._odd_pixels_conv(x, w, "NHWC"), expected])
     assert got.shape == (2, (size + 1) // 2, (size + 1) // 2, 4)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -120,7 +127,7 @@ def test_odd_feature_map_sizes_train(fixed):
                            lr_max=0.05, lr_min=0.05)
         arcs = () if fixed else (tf.constant(normal), tf.constant(reduce))
         t = child.build_train(tf.constant(images), tf.constant(labels, tf.int32), *arcs)
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             losses = [sess.run([t["loss"], t["train_op"]])[0] for _ in range(15)]
     assert losses[-1] < 0.5 * losses[0], losses
@@ -134,11 +141,11 @@ def test_recomputed_same_gradients_without_keeping_activations():
 
     def fn(x, weights):
         y = tf.nn.conv2d(tf.nn.relu(x), weights["w"], [1, 1, 1, 1], "SAME")
-        return tf.nn.relu(y) * 2.0
+        return tf.nn.relu(y) * 2.0, []
 
     with _graph().as_default() as g:
         x, w = tf.constant(x_np), tf.constant(w_np)
-        plain = tf.gradients(tf.reduce_sum(tf.square(fn(x, dict(w=w)))), [x, w])
+        plain = tf.gradients(tf.reduce_sum(tf.square(fn(x, dict(w=w))[0])), [x, w])
         first = len(g.get_operations())
         y = ops.recomputed(fn, x, dict(w=w))
         forward_ops = set(g.get_operations()[first:])
@@ -146,7 +153,7 @@ def test_recomputed_same_gradients_without_keeping_activations():
         first = len(g.get_operations())
         again = tf.gradients(loss, [x, w])
         grad_ops = g.get_operations()[first:]
-        with tf.Session() as sess:
+        with _session() as sess:
             want, got = sess.run([plain, again])
     for a, b in zip(want, got):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -154,6 +161,64 @@ def test_recomputed_same_gradients_without_keeping_activations():
     assert len(activations) == 4  # relu, conv, relu, mul
     readers = [op.name for op in grad_ops if any(t.op in activations for t in op.inputs)]
     assert readers == [], readers
+
+def _search_grads(batch, arc):
+    """{variable name: gradient} of a 3-layer search child (layer 0 is recomputed)."""
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        child = _search_child(num_layers=3, out_filters=4)
+        assert child.pool_layers[0] == 1
+        logits, _ = child.model(tf.constant(batch), True, tf.constant(arc), tf.constant(arc))
+        variables = tf.trainable_variables()
+        grads = [tf.convert_to_tensor(g) for g in tf.gradients(tf.reduce_sum(logits ** 2), variables)]
+        with _session() as sess:
+            sess.run(tf.global_variables_initializer())
+            return dict(zip([v.op.name for v in variables], sess.run(grads)))
+
+
+def test_search_layer_recomputation_keeps_gradients(monkeypatch):
+    """The recomputed full-resolution layer and the layers that free their nodes after their
+    gradients: the same gradients as plain layers."""
+    batch = np.random.RandomState(3).randn(4, 8, 8, 1).astype(np.float32)
+    want_and_got = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setattr(ops, "recomputed", lambda fn, *inputs, **kw: fn(*inputs)[0])
+        want_and_got.append(_search_grads(batch, CONV_ARC))
+    got, want = want_and_got
+    assert any("layer_0/" in n and np.any(g) for n, g in want.items())
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_recomputed_with_variable_and_tensor_array_same_gradients():
+    """A recomputed fn that reads a variable and keeps values in a TensorArray (as a search
+    layer does): the same gradients for input and variable as without recomputation."""
+    x_np = np.random.RandomState(0).randn(4, 3).astype(np.float32)
+
+    def fn(x):
+        w = tf.get_variable("w", [3, 3], initializer=tf.initializers.random_normal(seed=1))
+        nodes = tf.TensorArray(tf.float32, size=3, clear_after_read=False, element_shape=[4, 3])
+        nodes = nodes.write(0, x).write(1, tf.matmul(x, w))
+        nodes = nodes.write(2, nodes.read(tf.constant(1)) * nodes.read(tf.constant(0)))
+        return tf.reduce_sum(nodes.gather(tf.constant([0, 2])), 0) * 1.5, [nodes]
+
+    with _graph().as_default():
+        x = tf.placeholder(tf.float32, [4, 3])
+        with tf.variable_scope("f", reuse=tf.AUTO_REUSE):
+            plain = fn(x)[0]
+            again = ops.recomputed(fn, x)
+        w = tf.trainable_variables()
+        assert len(w) == 1
+        want = tf.gradients(tf.reduce_sum(tf.square(plain)), [x] + w)
+        got = tf.gradients(tf.reduce_sum(tf.square(again)), [x] + w)
+        with _session() as sess:
+            sess.run(tf.global_variables_initializer())
+            want, got = sess.run([want, got], {x: x_np})
+    assert np.abs(want[0]).max() > 0 and np.abs(want[1]).max() > 0
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
 
 # ----------------------------------------------------------------------------- learning
 def _small_data(tmp_path, make_png_dataset, size=12):
@@ -184,7 +249,7 @@ def test_fixed_arc_loss_falls_on_learnable_data(tmp_path, make_png_dataset):
         correct, _ = child.build_eval(tf.constant(((data["images"]["train"].astype(np.float32)
                                                     - data["mean"]) / data["std"])),
                                       tf.constant(data["labels"]["train"]))
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             losses = []
             for _ in range(45):
@@ -215,7 +280,7 @@ def test_search_child_same_output_for_sampled_and_fed_arc():
         arcs = tuple(tf.placeholder_with_default(a, [8]) for a in controller.sample_arc)
         logits, aux = child.model(tf.constant(batch), False, *arcs)
         assert aux is None
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             seen = set()
             for _ in range(3):
@@ -266,7 +331,7 @@ def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
         # 2 layers x 2 kernels, each row packs both stacks' weights; rows: 2 + 2 + 3 + 3
         assert len(tables) == 4
         options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             before = {n: _table(sess, n) for n in tables}
 
@@ -293,7 +358,8 @@ def test_search_step_runs_only_sampled_branch_and_spares_unchosen_weights():
     assert any("DepthwiseConv2dNativeBackpropFilter" in x for x in conv_types)
     # only one sep conv slot per layer was chosen: its forward kernels ran (2 stacks x 2 layers),
     # not the 32 that exist in the graph (2 layers x 4 slots x 2 kernels x 2 stacks)
-    forward = [x for x in conv_names if re.search(r"depthwise$", x) and "gradients" not in x]
+    forward = [x for x in conv_names
+               if re.search(r"depthwise$", x) and "gradients" not in x and "recomputed" not in x]
     assert 1 <= len(forward) <= 4, forward
 
     # l2_reg = 0: a table nothing chose gets a zero gradient, so it does not move
@@ -323,7 +389,7 @@ def test_search_unchosen_branches_get_zero_gradient():
                      if re.search(r"layer_0/conv_[35]x[35]$", v.op.name)]
         assert len(variables) == 2  # one packed table per kernel
         grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, variables)]
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             pool_grads = sess.run(grads, {arc: POOL_ARC})
             conv_grads = sess.run(grads, {arc: CONV_ARC})
@@ -346,7 +412,7 @@ def test_shared_tables_keep_per_slot_he_normal_scale():
         arc = tf.constant([0, 0, 1, 1] * 5)
         child.model(tf.zeros([2, 8, 8, 1]), True, arc, arc)
         table = [v for v in tf.global_variables() if v.op.name.endswith("layer_0/conv_5x5")]
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             rows = sess.run(table[0])
     sizes = [c + 2 for c in range(5) for _ in range(2)]
@@ -378,7 +444,7 @@ def test_checkpoint_restore_gives_same_step_and_weights(tmp_path, make_png_datas
     with _graph().as_default():
         tf.set_random_seed(0)
         child, t, saver = _build_for_checkpoint(data)
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             initial = {v.op.name: sess.run(v) for v in tf.global_variables()}
             for _ in range(3):
@@ -393,7 +459,7 @@ def test_checkpoint_restore_gives_same_step_and_weights(tmp_path, make_png_datas
     with _graph().as_default():
         tf.set_random_seed(1)
         child, t, saver = _build_for_checkpoint(data)
-        with tf.Session() as sess:
+        with _session() as sess:
             sess.run(tf.global_variables_initializer())
             fresh = {v.op.name: sess.run(v) for v in tf.global_variables()}
             latest = tf.train.latest_checkpoint(ckpt_dir)
