@@ -183,18 +183,17 @@ def _closed_after_gradients(input_grads, all_grads, arrays):
 def recomputed(fn, *inputs, keep_activations=False):
     """fn's output, with fn's activations recomputed in the backward pass instead of kept.
 
-    fn(*inputs) -> (y, tensor_arrays): y a tensor; tensor_arrays the TensorArrays fn made, which
-    would hold their elements until the step ends: they are closed once y exists, and in the
-    recomputation once its gradients do (with their gradient accumulators).
-    keep_activations: no recomputation; the gradients are those of the first call, whose
-    TensorArrays are closed (with their accumulators) once its gradients exist. Run the graph with
-    grappler off (graph.session_config): its constant folding and dependency optimizer moved
-    such a close before the writes it must follow.
-    inputs: nests of tensors. fn may create and read (resource) variables; the recomputation
-    reads them again in fn's variable scope. The backward pass runs fn again once y's gradient
-    exists (a control dependency) and differentiates that copy: memory holds one call's
-    activations at a time, for about a forward pass of extra compute. fn must be deterministic
-    and must not update state (no dropout, no moving averages).
+    fn(*inputs) -> (y, tensor_arrays): y a tensor; tensor_arrays the TensorArrays fn made. inputs:
+    nests of tensors. fn may create and read (resource) variables; the recomputation reads them
+    again in fn's variable scope. The backward pass runs fn again once y's gradient exists (a
+    control dependency) and differentiates that copy: memory holds one call's activations at a
+    time, for about a forward pass of extra compute. fn must be deterministic and must not
+    update state (no dropout, no moving averages).
+    keep_activations: no recomputation; the gradients are those of the first call.
+    A TensorArray holds its elements until the step ends unless closed: tensor_arrays are closed
+    once y exists (the first call, when recomputed) and once the gradients do (with their
+    gradient accumulators). That needs grappler off (graph.session_config): its constant folding
+    and dependency optimizer moved such a close before the writes it must follow.
     """
     flat = tf.nest.flatten(inputs)
     var_scope = tf.get_variable_scope()
@@ -217,7 +216,8 @@ def recomputed(fn, *inputs, keep_activations=False):
                         args = [tf.identity(t) for t in flat_args]
                     y_again, arrays_again = fn(*tf.nest.pack_sequence_as(inputs, args))
                 # partial derivatives: one input may feed another (a layer's two inputs)
-                grads = tf.gradients(y_again, args + list(variables), grad_ys=dy, stop_gradients=args)
+                grads = tf.gradients(y_again, args + list(variables), grad_ys=dy,
+                                     stop_gradients=args)
                 input_grads = _closed_after_gradients(grads[:len(args)], grads, arrays_again)
             return input_grads, grads[len(args):]
         return (y if keep_activations else released(y, arrays)), grad
