@@ -239,7 +239,8 @@ class MicroChild(object):
         step at batch 128.) The caller closes it (ops.recomputed, ops.released).
         """
         layers = self._calibrate(prev_layers, out_filters, True)
-        slot_rows = self._enas_conv_rows(arc, out_filters)
+        input_ids = arc[0::2]  # each slot's sampled input, in slot order
+        slot_rows = self._enas_conv_rows(input_ids, out_filters)
         nodes = tf.TensorArray(tf.float32, size=self.num_cells + 2, clear_after_read=False,
                                element_shape=layers[0].get_shape())
         nodes = nodes.write(0, layers[0]).write(1, layers[1])
@@ -250,7 +251,7 @@ class MicroChild(object):
                 x = self._enas_node_input(nodes.read(x_id), x_op, slot_rows[2 * cell_id])
                 y = self._enas_node_input(nodes.read(y_id), y_op, slot_rows[2 * cell_id + 1])
             nodes = nodes.write(cell_id + 2, x + y)
-        used = tf.reduce_sum(tf.one_hot(arc[0::2], self.num_cells + 2, dtype=tf.int32), 0)
+        used = tf.reduce_sum(tf.one_hot(input_ids, self.num_cells + 2, dtype=tf.int32), 0)
         return self._enas_combine(nodes, used, out_filters), [nodes]
 
     def _enas_node_input(self, x, op_id, rows):
@@ -276,9 +277,11 @@ class MicroChild(object):
 
     @staticmethod
     def _conv_layout(kernel, c):
-        """The pieces of one packed sep conv row on c channels: (name, shape) per stacked block."""
-        return [("w_depth", [kernel, kernel, c, 1]), ("w_point", [1, 1, c, c]),
-                ("scale", [c]), ("offset", [c])] * 2
+        """The pieces of one packed sep conv row on c channels: (name, shape, size) per stacked
+        block."""
+        shapes = [("w_depth", [kernel, kernel, c, 1]), ("w_point", [1, 1, c, c]),
+                  ("scale", [c]), ("offset", [c])] * 2
+        return [(name, shape, int(np.prod(shape))) for name, shape in shapes]
 
     def _enas_conv_table(self, kernel, c):
         """The layer's weight table of one sep conv op: [R, P], one row per (slot, possible input).
@@ -292,25 +295,26 @@ class MicroChild(object):
         # he_normal: a normal truncated at 2 std, scaled to std sqrt(2 / fan_in); 0.8796 is the
         # std of a unit normal truncated at 2 std.
         row_std = np.repeat([np.sqrt(2.0 / n) / 0.87962566103423978 for n in sizes], sizes)
-        pieces = [(name, int(np.prod(shape))) for name, shape in self._conv_layout(kernel, c)]
-        is_weight = np.concatenate([np.full(n, name.startswith("w_")) for name, n in pieces])
-        is_scale = np.concatenate([np.full(n, name == "scale") for name, n in pieces])
+        layout = self._conv_layout(kernel, c)
+        is_weight = np.concatenate([np.full(n, name.startswith("w_")) for name, _, n in layout])
+        is_scale = np.concatenate([np.full(n, name == "scale") for name, _, n in layout])
 
         def init(shape, dtype=tf.float32, partition_info=None):  # [R, 1] and [1, P] constants
             std = tf.constant(row_std[:, None], dtype) * tf.constant(is_weight[None, :], dtype)
             return tf.random.truncated_normal(shape, dtype=dtype) * std + tf.constant(is_scale, dtype)
         return ops.create_weight("conv_{0}x{0}".format(kernel), [sum(sizes), is_weight.size], init)
 
-    def _enas_conv_rows(self, arc, c):
+    def _enas_conv_rows(self, input_ids, c):
         """Every slot's packed sep conv row for its sampled input, with one gather per table.
 
+        input_ids: int32 [2B], each slot's sampled input index, in slot order.
         Returns a list over slots of {kernel: row [P]}. Gathered before ops.select routes them:
         the rows are small, and their gradients are IndexedSlices that should not pass through
         Switch/Merge.
         """
         sizes = self._slot_sizes()
         first_row = tf.constant([sum(sizes[:s]) for s in range(len(sizes))], tf.int32)
-        row_ids = first_row + arc[0::2]  # arc[0::2]: each slot's input index, in slot order
+        row_ids = first_row + input_ids
         per_kernel = {k: tf.unstack(tf.gather(self._enas_conv_table(k, c), row_ids)) for k in (3, 5)}
         return [{k: rows[slot] for k, rows in per_kernel.items()} for slot in range(len(sizes))]
 
@@ -324,8 +328,8 @@ class MicroChild(object):
         layout = self._conv_layout(kernel, ops.channels(x, df))
 
         def blocks(x, row):
-            pieces = tf.split(row, [int(np.prod(shape)) for _, shape in layout])
-            w = [tf.reshape(p, shape) for p, (_, shape) in zip(pieces, layout)]
+            pieces = tf.split(row, [size for _, _, size in layout])
+            w = [tf.reshape(p, shape) for p, (_, shape, _) in zip(pieces, layout)]
             for w_depth, w_point, scale, offset in (w[:4], w[4:]):
                 x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point, 1, df)
                 x, _, _ = tf.nn.fused_batch_norm(x, scale, offset, epsilon=ops.BN_EPSILON,
