@@ -174,9 +174,12 @@ def _closed_after_gradients(input_grads, all_grads, arrays):
     if not arrays or not live:
         return input_grads
     source = _grad_source(input_grads[live[0]])
-    arrays = arrays + [ta.grad(source, ta.flow) for ta in arrays]
+    accumulators = [ta.grad(source, ta.flow) for ta in arrays]
     done = tf.nest.flatten([g for g in all_grads if g is not None], expand_composites=True)
-    gated = dict(zip(live, _after_closing([input_grads[i] for i in live], arrays, done)))
+    # the lookup of an accumulator needs its TensorArray open: it too must run before the closes
+    done += [acc.handle for acc in accumulators]
+    gated = dict(zip(live, _after_closing([input_grads[i] for i in live], arrays + accumulators,
+                                          done)))
     return [gated.get(i) for i in range(len(input_grads))]
 
 
