@@ -5,7 +5,8 @@
 
 Prints (each timing a median over >= --steps runs after --warmup runs):
   search child train step and fixed-arc train step (images/s), both on the same --num_fixed_arcs
-  controller-sampled arcs (fed to the search graph, built as fixed graphs), input pipeline alone
+  controller-sampled arcs (fed to the search graph, built as fixed graphs; their steps interleaved
+  so that a change of machine speed hits both alike), input pipeline alone
   with n_aug_img 2 (images/s), one controller phase (s and share of a 55,000-image child epoch),
   peak RSS of the real CLI on a generated 55,000-image set and the
   size of its output_dir; the LAST line is `search/fixed throughput ratio: X.XX`.
@@ -13,6 +14,7 @@ The flags graph.build reads are a plain namespace holding the search defaults of
 (absl's global FLAGS is not touched).
 """
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -146,32 +148,47 @@ def train_fetches(g):
     return [t["loss"], t["lr"], t["grad_norm"], t["train_acc"], t["batch"], t["train_op"]]
 
 
-def new_session(flags, g):
-    sess = tf.Session(config=graph_lib.session_config(flags))
-    sess.run(g.init_op)
-    return sess
-
-
-def bench_search(flags, data, args):
-    """Search steps on --num_fixed_arcs controller-sampled arcs: (median s/step, arcs, params,
-    controller phase). Each arc is fed for the same number of steps as bench_fixed times it, so
-    the two medians cover the same architectures. One graph/session serves the child steps and
-    the controller phase, as in the real loop.
-    """
-    with tf.Graph().as_default():
+def open_session(flags, data, search, arc=None):
+    """A fresh graph from graph.build and its initialised session: (g, sess); the caller closes sess."""
+    graph = tf.Graph()
+    with graph.as_default():
         if flags.seed is not None:
             tf.set_random_seed(flags.seed)
-        g = graph_lib.build(flags, data, True, None)
-        with new_session(flags, g) as sess:
-            arcs = sample_arcs(sess, g.controller, args.num_fixed_arcs)
-            fetches = train_fetches(g)
-            timed_runs(sess, fetches, args.warmup, 0)  # warm-up on freshly sampled arcs
-            times = []
-            for normal, reduce in arcs:
-                feed = {g.controller.sample_arc[0]: normal, g.controller.sample_arc[1]: reduce}
-                times += timed_runs(sess, fetches, 0, steps_per_arc(args), feed)[0]
-            ctrl = bench_controller(sess, g, flags, args)
-    return statistics.median(times), arcs, g.num_params, ctrl
+        g = graph_lib.build(flags, data, search, arc)
+    sess = tf.Session(graph=graph, config=graph_lib.session_config(flags))
+    sess.run(g.init_op)
+    return g, sess
+
+
+def bench_child_steps(flags, data, args):
+    """Search and fixed-arc train steps on the same --num_fixed_arcs controller-sampled arcs.
+
+    Interleaved: per arc, one search step (the arc fed to the search graph), then one step of
+    the arc's fixed graph, steps_per_arc times; a change of machine speed during the run thus
+    hits both medians alike. The search session also times the controller phase, as in the
+    real loop. Returns (median search s, median fixed s, timed steps per mode, params, controller).
+    """
+    with contextlib.ExitStack() as stack:
+        g, sess = open_session(flags, data, True)
+        stack.enter_context(sess)
+        arcs = sample_arcs(sess, g.controller, args.num_fixed_arcs)
+        search_fetches = train_fetches(g)
+        timed_runs(sess, search_fetches, args.warmup, 0)  # warm-up on freshly sampled arcs
+        fixed = []
+        for arc in arcs:
+            fixed_g, fixed_sess = open_session(flags, data, False, arc)
+            stack.enter_context(fixed_sess)
+            fixed.append((fixed_sess, train_fetches(fixed_g)))
+            timed_runs(fixed_sess, fixed[-1][1], args.warmup, 0)
+        search_times, fixed_times = [], []
+        for (normal, reduce), (fixed_sess, fixed_fetches) in zip(arcs, fixed):
+            feed = {g.controller.sample_arc[0]: normal, g.controller.sample_arc[1]: reduce}
+            for _ in range(steps_per_arc(args)):
+                search_times += timed_runs(sess, search_fetches, 0, 1, feed)[0]
+                fixed_times += timed_runs(fixed_sess, fixed_fetches, 0, 1)[0]
+        ctrl = bench_controller(sess, g, flags, args)
+    return (statistics.median(search_times), statistics.median(fixed_times), len(search_times),
+            g.num_params, ctrl)
 
 
 def steps_per_arc(args):
@@ -201,19 +218,6 @@ def bench_controller(sess, g, flags, args):
     runs = min(max(args.controller_runs, 1), total)
     times, _ = timed_runs(sess, fetches, args.warmup, runs)
     return statistics.mean(times) * total, runs, total
-
-
-def bench_fixed(flags, data, arcs, args):
-    """Median train step (s) over the fixed-arc graphs of `arcs` (>= args.steps timed in total)."""
-    times = []
-    for arc in arcs:
-        with tf.Graph().as_default():
-            if flags.seed is not None:
-                tf.set_random_seed(flags.seed)
-            g = graph_lib.build(flags, data, False, arc)
-            with new_session(flags, g) as sess:
-                times += timed_runs(sess, train_fetches(g), args.warmup, steps_per_arc(args))[0]
-    return statistics.median(times), len(times)
 
 
 def bench_pipeline(flags, data, args, n_aug_img=2):
@@ -380,15 +384,14 @@ def main(argv=None):
         data = load_data(args, tmp)
         if flags.batch_size > len(data["labels"]["train"]):
             sys.exit("--batch_size {} is larger than the train set".format(flags.batch_size))
-        search_s, arcs, num_params, (ctrl_s, ctrl_runs, ctrl_total) = bench_search(flags, data, args)
+        search_s, fixed_s, num_timed, num_params, (ctrl_s, ctrl_runs, ctrl_total) = \
+            bench_child_steps(flags, data, args)
         b = flags.batch_size
         print("child params (search): {}".format(num_params))
-        num_timed = steps_per_arc(args) * len(arcs)
         print("search child train step: {:.1f} images/s ({:.3f} s/step, median of {} over {} sampled "
-              "arcs)".format(b / search_s, search_s, num_timed, len(arcs)))
-        fixed_s, fixed_n = bench_fixed(flags, data, arcs, args)
+              "arcs)".format(b / search_s, search_s, num_timed, args.num_fixed_arcs))
         print("fixed-arc train step: {:.1f} images/s ({:.3f} s/step, median of {} over the same "
-              "arcs)".format(b / fixed_s, fixed_s, fixed_n))
+              "arcs, interleaved with the search steps)".format(b / fixed_s, fixed_s, num_timed))
         pipe_s, pipe_mean, pipe_n = bench_pipeline(flags, data, args)
         print("input pipeline alone (n_aug_img 2): {:.0f} images/s ({:.4f} s/batch of {}, median of "
               "{}; mean {:.0f} images/s)".format(b / pipe_s, pipe_s, b, pipe_n, pipe_mean))
