@@ -177,7 +177,7 @@ def _search_grads(batch, arc):
 
 
 def test_search_layer_recomputation_keeps_gradients(monkeypatch):
-    """The recomputed first layer and the layers that free their nodes after their
+    """The recomputed full-resolution layer and the layers that free their nodes after their
     gradients: the same gradients as plain layers."""
     batch = np.random.RandomState(3).randn(4, 8, 8, 1).astype(np.float32)
     want_and_got = []
