@@ -329,12 +329,12 @@ class MicroChild(object):
         layout = self._conv_layout(kernel, ops.channels(x, df))
 
         def blocks(x, row):
-            pieces = tf.split(row, [size for _, _, size in layout])
-            w = [tf.reshape(p, shape) for p, (_, shape, _) in zip(pieces, layout)]
+            pieces = tf.split(row, ops.shared_constant([size for _, _, size in layout], tf.int32))
+            w = [p if len(shape) == 1 else tf.reshape(p, ops.shared_constant(shape, tf.int32))
+                 for p, (_, shape, _) in zip(pieces, layout)]
             for w_depth, w_point, scale, offset in (w[:4], w[4:]):
                 x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point, 1, df)
-                x, _, _ = tf.nn.fused_batch_norm(x, scale, offset, epsilon=ops.BN_EPSILON,
-                                                 data_format=df, is_training=True)
+                x = ops.batch_stats_norm(x, scale, offset, df)
             return x, []
         return ops.recomputed(blocks, x, row)
 
