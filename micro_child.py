@@ -111,11 +111,12 @@ class MicroChild(object):
         if not is_training:
             return ops.released(*search_layer(layers))
         # The layers before the first reduction cell hold the largest activations (full
-        # resolution): the backward pass recomputes them instead. Recomputing layer 0 alone ran
-        # 10-15 % faster but peaked at 2,039 MB against 1,800 MB. Every layer frees its nodes
-        # once its gradients exist (ops.recomputed).
-        full_resolution = layer_id < self.pool_layers[0]
-        return ops.recomputed(search_layer, layers, keep_activations=not full_resolution)
+        # resolution): the backward pass recomputes them, all but their sep convs, whose outputs
+        # it reuses (each sep conv recomputes itself). The other layers keep their activations.
+        # Every layer frees its nodes once its gradients exist (ops.recomputed).
+        if layer_id < self.pool_layers[0]:
+            return ops.recomputed(search_layer, layers, reuse_inner_outputs=True)
+        return ops.recomputed(search_layer, layers, keep_activations=True)
 
     def _calibrate(self, layers, out_filters, is_training):
         """Brings the two cell inputs to the same H, W and to out_filters channels (§2.6)."""
@@ -124,8 +125,12 @@ class MicroChild(object):
         with tf.variable_scope("calibrate"):
             if ops.height(x, df) != ops.height(y, df):
                 assert (ops.height(x, df) + 1) // 2 == ops.height(y, df)
+
+                def reduce_x(x):
+                    return ops.factorized_reduction(tf.nn.relu(x), out_filters, bn_training, df), []
+                # the search recomputes it: relu(x) is a full node of the previous resolution
                 with tf.variable_scope("pool_x"):
-                    x = ops.factorized_reduction(tf.nn.relu(x), out_filters, bn_training, df)
+                    x = ops.recomputed(reduce_x, x) if self.search else reduce_x(x)[0]
             elif ops.channels(x, df) != out_filters:
                 x = ops.relu_conv_bn(x, out_filters, bn_training, df, "pool_x")
             if ops.channels(y, df) != out_filters:

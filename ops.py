@@ -3,6 +3,8 @@
 Every function takes and returns a 4-D tensor in `data_format` ("NHWC" [N, H, W, C] on the CPU,
 "NCHW" [N, C, H, W] for GPUs) and creates its variables with tf.get_variable in the current scope.
 """
+import contextlib
+
 import tensorflow.compat.v1 as tf
 
 BN_DECAY = 0.9
@@ -205,7 +207,30 @@ def _closed_after_gradients(input_grads, all_grads, arrays):
     return [gated.get(i) for i in range(len(input_grads))]
 
 
-def recomputed(fn, *inputs, keep_activations=False):
+def _partial_gradients(y, dy, args, variables, arrays):
+    """(gradients for args, for variables) of y given its gradient dy, args held constant (one
+    may feed another, as a layer's two inputs); arrays are closed once they exist."""
+    grads = tf.gradients(y, args + variables, grad_ys=dy, stop_gradients=args)
+    return _closed_after_gradients(grads[:len(args)], grads, arrays), grads[len(args):]
+
+
+# One entry per recomputed call being built with reuse_inner_outputs: in its first call a list
+# the recomputed calls inside it append their outputs to; in its copy an iterator over that list.
+_inner_outputs = []
+
+
+@contextlib.contextmanager
+def _inner_calls(outputs):
+    """The recomputed calls built in this block append their outputs to `outputs` (a list) or,
+    in a copy, take their outputs from it (an iterator) instead of computing them."""
+    _inner_outputs.append(outputs)
+    try:
+        yield
+    finally:
+        _inner_outputs.pop()
+
+
+def recomputed(fn, *inputs, keep_activations=False, reuse_inner_outputs=False):
     """fn's output, with fn's activations recomputed in the backward pass instead of kept.
 
     fn(*inputs) -> (y, tensor_arrays): y a tensor; tensor_arrays the TensorArrays fn made. inputs:
@@ -215,6 +240,9 @@ def recomputed(fn, *inputs, keep_activations=False):
     time, for about a forward pass of extra compute. fn must be deterministic and must not
     update state (no dropout, no moving averages).
     keep_activations: no recomputation; the gradients are those of the first call.
+    reuse_inner_outputs: the copy does not run the recomputed calls inside fn (a cell's sep
+    convs) again: it takes their first outputs, which stay in memory until then, and only their
+    own gradients recompute them.
     A TensorArray holds its elements until the step ends unless closed: tensor_arrays are closed
     once y exists (the first call, when recomputed) and once the gradients do (with their
     gradient accumulators). That needs grappler off (graph.session_config): its constant folding
@@ -226,10 +254,19 @@ def recomputed(fn, *inputs, keep_activations=False):
     # gradients all find one accumulator (_grad_source).
     name_scope = tf.get_default_graph().get_name_scope()
     copy_scope = (name_scope + "/" if name_scope else "") + "recomputed/"
+    outer = _inner_outputs[-1] if _inner_outputs else None
+    inner = []
+
+    def call(args, inner_outputs):
+        with _inner_calls(inner_outputs) if reuse_inner_outputs else contextlib.nullcontext():
+            return fn(*tf.nest.pack_sequence_as(inputs, args))
 
     @tf.custom_gradient
     def forward(*flat_args):
-        y, arrays = fn(*tf.nest.pack_sequence_as(inputs, list(flat_args)))
+        if isinstance(outer, list) or outer is None:
+            y, arrays = call(list(flat_args), inner)
+        else:  # in a copy: this call's first output
+            y, arrays = tf.identity(next(outer)), []
 
         def grad(dy, variables=()):
             with tf.name_scope(copy_scope), tf.variable_scope(var_scope, reuse=True,
@@ -239,14 +276,13 @@ def recomputed(fn, *inputs, keep_activations=False):
                 else:
                     with tf.control_dependencies([dy]):
                         args = [tf.identity(t) for t in flat_args]
-                    y_again, arrays_again = fn(*tf.nest.pack_sequence_as(inputs, args))
-                # partial derivatives: one input may feed another (a layer's two inputs)
-                grads = tf.gradients(y_again, args + list(variables), grad_ys=dy,
-                                     stop_gradients=args)
-                input_grads = _closed_after_gradients(grads[:len(args)], grads, arrays_again)
-            return input_grads, grads[len(args):]
+                    y_again, arrays_again = call(args, iter(inner))
+                return _partial_gradients(y_again, dy, args, list(variables), arrays_again)
         return (y if keep_activations else released(y, arrays)), grad
-    return forward(*flat)
+    y = forward(*flat)
+    if isinstance(outer, list):
+        outer.append(y)
+    return y
 
 
 def released(y, arrays):
