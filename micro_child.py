@@ -13,9 +13,10 @@ Two modes, side by side:
   search (`fixed_arc` None): the arcs are int32 [4B] tensors sampled per step; weights are shared per
     (layer, cell, slot, input index), as rows of one table per layer and kernel; each node reads
     only its sampled input (a TensorArray read) and runs only its sampled op (ops.select); unused
-    nodes are concatenated and projected back by a 1x1 conv (§2.3). Training recomputes the
-    full-resolution layers and every separable conv in the backward pass instead of keeping
-    their activations, and frees each layer's nodes once its gradients exist. BN always uses
+    nodes are concatenated and projected back by a 1x1 conv (§2.3). Training recomputes every
+    separable conv in the backward pass instead of keeping its activations, and the
+    full-resolution layers around their sep convs' kept outputs; it frees each layer's nodes
+    once its gradients exist. BN always uses
     batch statistics (shared weights have no per-architecture moving statistics).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
@@ -126,9 +127,9 @@ class MicroChild(object):
             if ops.height(x, df) != ops.height(y, df):
                 assert (ops.height(x, df) + 1) // 2 == ops.height(y, df)
 
+                # the search recomputes it: relu(x) is a full node of the previous resolution
                 def reduce_x(x):
                     return ops.factorized_reduction(tf.nn.relu(x), out_filters, bn_training, df), []
-                # the search recomputes it: relu(x) is a full node of the previous resolution
                 with tf.variable_scope("pool_x"):
                     x = ops.recomputed(reduce_x, x) if self.search else reduce_x(x)[0]
             elif ops.channels(x, df) != out_filters:
