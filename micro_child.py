@@ -16,8 +16,8 @@ Two modes, side by side:
     nodes are concatenated and projected back by a 1x1 conv (§2.3). Training recomputes every
     separable conv in the backward pass instead of keeping its activations, and the
     full-resolution layers around their sep convs' kept outputs; it frees each layer's nodes
-    once its gradients exist. BN always uses
-    batch statistics (shared weights have no per-architecture moving statistics).
+    once its gradients exist. BN always uses batch statistics (shared weights have no
+    per-architecture moving statistics).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
 import numpy as np
