@@ -265,7 +265,8 @@ def recomputed(fn, *inputs, keep_activations=False, reuse_inner_outputs=False):
     def forward(*flat_args):
         if isinstance(outer, list) or outer is None:
             y, arrays = call(list(flat_args), inner)
-        else:  # in a copy: this call's first output
+        else:  # in a copy: this call's first output (its own gradient recomputes it)
+            assert not keep_activations, "a reused output has no activations to differentiate"
             y, arrays = tf.identity(next(outer)), []
 
         def grad(dy, variables=()):
