@@ -12,7 +12,7 @@ API
   apply_cutout(images, size, rng) -> zeroes one size x size square per image (in place)
   num_train_batches(num_train, n_aug_img, batch_size) -> batches per training epoch
   train_dataset(data, batch_size, seed=None, cutout_size=None)   shuffled, augmented, endless
-  eval_dataset(data, split, batch_size=100)                      one ordered pass over a split
+  eval_dataset(data, split, batch_size=100, mixed=False)        one pass over a split
   reward_dataset(data, batch_size, seed=None)                    shuffled valid batches, endless
 Datasets yield (images float32 [B,H,W,C] normalised, labels int32 [B]).
 """
@@ -325,11 +325,20 @@ def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1)):
     return _to_batches(idx, data, _batch_fn(data, "train", seed, True, cutout_size))
 
 
-def eval_dataset(data, split, batch_size=100):
-    """One ordered pass over split: (float32 [B,H,W,C] normalised, int32 [B]), last B smaller."""
+def eval_dataset(data, split, batch_size=100, mixed=False):
+    """One pass over split: (float32 [B,H,W,C] normalised, int32 [B]), last B smaller.
+
+    mixed=False: in file order (class folder by class folder). mixed=True: in one fixed random
+    order, the same on every pass, so that every batch mixes the classes. The search child's BN
+    normalises with the batch's own statistics, so a batch of one class loses what tells it
+    apart: in file order its valid accuracy was close to chance.
+    """
     _check_batch_size(batch_size)
-    idx = tf.data.Dataset.range(len(data["labels"][split])).batch(batch_size)
-    return _to_batches(idx, data, _batch_fn(data, split, 0, False, None))
+    n = len(data["labels"][split])
+    idx = tf.data.Dataset.range(n)
+    if mixed:
+        idx = idx.shuffle(n, seed=0, reshuffle_each_iteration=False)
+    return _to_batches(idx.batch(batch_size), data, _batch_fn(data, split, 0, False, None))
 
 
 def reward_dataset(data, batch_size, seed=None):

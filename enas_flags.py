@@ -23,6 +23,9 @@ def define_flags(mode):
     _define_run_flags(search)
     _define_child_flags(search)
     if search:
+        DEFINE_string("child_shared_init", "aligned",
+                      "How the shared weight tables start: aligned (every row one draw, sep convs "
+                      "near the identity) or he (independent he_normal rows, as the original).")
         _define_controller_flags()
     else:
         DEFINE_boolean("export_only", False, "Only export output_dir's latest checkpoint as a SavedModel "
@@ -56,7 +59,9 @@ def _define_child_flags(search):
     DEFINE_integer("child_lr_T_0", 10, "Cosine LR: length of the first cycle, in epochs.")
     DEFINE_integer("child_lr_T_mul", 2, "Cosine LR: each cycle is this many times longer than the last.")
     DEFINE_integer("child_cutout_size", None, "Side of the cutout square in pixels; unset = no cutout.")
-    DEFINE_float("child_grad_bound", 5.0, "Clip the child gradients to this global norm.")
+    DEFINE_float("child_grad_bound", 5.0, "Clip the child gradients to this norm; 0 = no clipping.")
+    DEFINE_string("child_clip_mode", "global", "global: clip all gradients together to child_grad_bound; "
+                                               "norm: each tensor on its own (the authors' clip_mode).")
     DEFINE_float("child_keep_prob", 0.9 if search else 0.8, "Dropout keep probability before the classifier.")
     DEFINE_float("child_drop_path_keep_prob", 0.6, "Drop-path keep probability of the last cell at the "
                                                     "end of training (fixed arc only).")
@@ -77,6 +82,9 @@ def _define_controller_flags():
     DEFINE_integer("controller_num_aggregate", 10, "Sampled architectures averaged per controller update.")
     DEFINE_integer("controller_train_steps", 30, "Controller updates per controller phase.")
     DEFINE_integer("controller_train_every", 1, "Train the controller every this many epochs.")
+    DEFINE_boolean("random_search", False,
+                   "Baseline: draw every cell uniformly at random and never train the controller "
+                   "(random search with weight sharing, Li & Talwalkar 2019); all else the same.")
     DEFINE_integer("controller_num_final_arcs", 10,
                    "At the end, sample this many architectures and score each on the whole valid set.")
 

@@ -4,6 +4,9 @@ build(flags, data, search, fixed_arc) -> Graph, a plain namespace with
   train         dict of child train tensors (loss, train_op, step: the global step after train_op,
                 lr, grad_norm, train_acc, batch)
   controller    MicroController with its trainer (search) or None
+  sampler       where the search's cells come from: the controller, or with random_search a
+                UniformSampler (the controller is then built but never trained)
+  sampled_valid_acc   accuracy of the sampler's cell on one reward batch (eval_init["reward"])
   eval_init     {"valid", "test", "reward": op}: point the eval iterator at a split; "reward" gives
                 endless shuffled valid batches of batch_size for the controller (search only)
   eval_correct, eval_count   correct predictions and examples in one eval batch
@@ -21,7 +24,7 @@ import tensorflow.compat.v1 as tf
 
 import data_utils
 from micro_child import MicroChild
-from micro_controller import MicroController
+from micro_controller import MicroController, UniformSampler
 
 EVAL_BATCH_SIZE = 100
 # CPU tensors from TensorFlow's best-fit-with-coalescing allocator instead of malloc: glibc kept
@@ -54,10 +57,11 @@ def _make_child(flags, data, fixed_arc, num_train_batches):
         num_cells=flags.child_num_cells, out_filters=flags.child_out_filters,
         keep_prob=flags.child_keep_prob, drop_path_keep_prob=flags.child_drop_path_keep_prob,
         use_aux_heads=flags.child_use_aux_heads, l2_reg=flags.child_l2_reg,
-        grad_bound=flags.child_grad_bound, lr_max=flags.child_lr_max, lr_min=flags.child_lr_min,
+        grad_bound=flags.child_grad_bound, clip_mode=flags.child_clip_mode, lr_max=flags.child_lr_max, lr_min=flags.child_lr_min,
         lr_T_0=flags.child_lr_T_0, lr_T_mul=flags.child_lr_T_mul,
         num_train_batches=num_train_batches, num_epochs=flags.num_epochs,
-        data_format=flags.data_format, fixed_arc=fixed_arc)
+        data_format=flags.data_format, fixed_arc=fixed_arc,
+        shared_init=flags.child_shared_init if fixed_arc is None else None)
 
 
 def _make_controller(flags):
@@ -79,7 +83,9 @@ def _build_eval(g, flags, child, data, arcs, search):
     The splits share it through a reinitializable iterator, so the child's forward graph is built
     (and compiled by the first run) once instead of once per use.
     """
-    datasets = {s: data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE) for s in ("valid", "test")}
+    # search BN uses each batch's statistics: its eval batches must mix the classes
+    datasets = {s: data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)
+                for s in ("valid", "test")}
     if search:
         datasets["reward"] = data_utils.reward_dataset(data, flags.batch_size, flags.seed)
     iterator = tf.data.Iterator.from_structure(tf.data.get_output_types(datasets["valid"]),
@@ -104,7 +110,7 @@ def build(flags, data, search, fixed_arc, sync=None):
     this worker reads its shard of the training set, and one global step (one update) averages
     sync.cluster.num_aggregate batches, so an epoch has that many times fewer steps.
     """
-    g = types.SimpleNamespace(controller=None, reward_batch_size=None)
+    g = types.SimpleNamespace(controller=None, sampler=None, reward_batch_size=None)
     c = sync.cluster if sync else None
     g.num_train_batches = data_utils.num_train_batches(
         len(data["labels"]["train"]), data["n_aug_img"], flags.batch_size * (c.num_aggregate if c else 1))
@@ -114,7 +120,9 @@ def build(flags, data, search, fixed_arc, sync=None):
         shard=(c.task_index, c.num_workers) if c else (0, 1)))
     if search:
         g.controller = _make_controller(flags)
-        arcs = g.controller.sample_arc
+        g.sampler = (UniformSampler(flags.child_num_cells) if flags.random_search
+                     else g.controller)
+        arcs = g.sampler.sample_arc
         g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
         g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
     else:
@@ -127,7 +135,8 @@ def build(flags, data, search, fixed_arc, sync=None):
     g.train["batch"] = tf.shape(labels)[0]
     _build_eval(g, flags, child, data, g.eval_arc, search)
     if search:  # the reward: accuracy of the sampled arc on one reward batch (eval_init["reward"])
-        g.controller.build_trainer(tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32))
+        g.sampled_valid_acc = tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32)
+        g.controller.build_trainer(g.sampled_valid_acc)
     g.global_step = child.global_step
     _build_epochs_done(g)
     g.num_params = g.train["num_params"]

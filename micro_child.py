@@ -18,6 +18,13 @@ Two modes, side by side:
     full-resolution layers around their sep convs' kept outputs; it frees each layer's nodes
     once its gradients exist. BN always uses batch statistics (shared weights have no
     per-architecture moving statistics).
+    Aligned start (shared_init "aligned", the default): every row of a shared table starts as
+    one common draw, and a sep conv's row starts near the identity map (a centred one-tap
+    depthwise filter and the identity pointwise matrix, plus ALIGNED_NOISE times he_normal
+    noise). So at the start an op computes the same function whichever (slot, input) a cell
+    samples, and a sep conv, a pool and the identity all keep a channel's meaning; with
+    independent He draws ("he") each sampled cell is a differently scrambled network, and a
+    child trained on a new cell every step stayed at chance for hundreds of steps (README).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
 import numpy as np
@@ -29,6 +36,39 @@ import utils
 AUX_LOSS_WEIGHT = 0.4
 
 
+ALIGNED_NOISE = 0.3  # shared_init "aligned": noise std of a piece, relative to its he_normal std
+
+
+def he_normal_std(shape):
+    """The std tf.initializers.he_normal gives a conv weight of `shape` [k, k, C_in, C_out]:
+    sqrt(2 / (k * k * C_in))."""
+    return float(np.sqrt(2.0 / np.prod(shape[:-1])))
+
+
+def _identity_piece(name, shape, kernel):
+    """Flat values of one piece of a packed sep conv row for which the sep conv is the identity
+    map: a centred one-tap depthwise filter, the identity pointwise matrix, BN scale 1, offset 0."""
+    if name == "w_depth":
+        value = np.zeros(shape)
+        value[kernel // 2, kernel // 2] = 1.0
+    elif name == "w_point":
+        value = np.eye(shape[2], shape[3])[None, None]
+    else:
+        value = np.full(shape, float(name == "scale"))
+    return value.ravel()
+
+
+def _rows_init(mean, std, tied):
+    """Initializer of a [R, P] table: mean [P] + a normal truncated at 2 std scaled to std [P];
+    tied: one draw for all R rows, else one per row."""
+    def init(shape, dtype=tf.float32, partition_info=None):
+        draw = tf.random.truncated_normal([1 if tied else shape[0], shape[1]], dtype=dtype)
+        if tied:
+            draw = tf.tile(draw, [shape[0], 1])
+        return draw * tf.constant(std / ops.TRUNCATED_NORMAL_STD, dtype) + tf.constant(mean, dtype)
+    return init
+
+
 def reduction_layers(num_layers):
     """Layer ids of the reduction cells among num_layers + 2 cells (the paper's two reductions)."""
     pool_distance = num_layers // 3
@@ -38,9 +78,14 @@ def reduction_layers(num_layers):
 class MicroChild(object):
     def __init__(self, num_classes, num_layers=6, num_cells=5, out_filters=20, keep_prob=1.0,
                  drop_path_keep_prob=None, use_aux_heads=True, l2_reg=1e-4, grad_bound=5.0,
+                 clip_mode="global", shared_init="aligned",
                  lr_max=0.05, lr_min=0.0005, lr_T_0=10, lr_T_mul=2, num_train_batches=1,
                  num_epochs=1, data_format="NHWC", fixed_arc=None, name="child"):
-        """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints."""
+        """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints.
+
+        clip_mode: how grad_bound clips (utils.clip_gradients): "global" norm or per-tensor "norm".
+        shared_init: how the search's shared tables start, "aligned" or "he" (module docstring).
+        """
         self.num_classes = num_classes
         self.num_layers = num_layers
         self.num_cells = num_cells
@@ -50,6 +95,8 @@ class MicroChild(object):
         self.use_aux_heads = use_aux_heads
         self.l2_reg = l2_reg
         self.grad_bound = grad_bound
+        self.clip_mode = clip_mode
+        self.shared_init = shared_init
         self.lr_args = dict(lr_max=lr_max, lr_min=lr_min, T_0=lr_T_0, T_mul=lr_T_mul)
         self.num_train_batches = num_train_batches
         self.num_train_steps = num_epochs * num_train_batches
@@ -294,22 +341,22 @@ class MicroChild(object):
         """The layer's weight table of one sep conv op: [R, P], one row per (slot, possible input).
 
         R = sum of _slot_sizes(); a row packs both stacked blocks' w_depth, w_point, BN scale and
-        offset (_conv_layout), so that one Switch routes them. Each slot's rows are initialised
-        like the original's own per-slot tables (he_normal with fan_in = the slot's row count,
-        spec §2.14; BN scale 1, offset 0).
+        offset (_conv_layout), so that one Switch routes them. BN scale starts at 1, offset 0.
+        shared_init "he": each row an independent he_normal draw per piece, as the fixed child's
+        convs of those shapes get. "aligned": every row starts as one common draw near the
+        identity map (module docstring).
         """
-        sizes = self._slot_sizes()
-        # he_normal: a normal truncated at 2 std, scaled to std sqrt(2 / fan_in); 0.8796 is the
-        # std of a unit normal truncated at 2 std.
-        row_std = np.repeat([np.sqrt(2.0 / n) / 0.87962566103423978 for n in sizes], sizes)
         layout = self._conv_layout(kernel, c)
-        is_weight = np.concatenate([np.full(n, name.startswith("w_")) for name, _, n in layout])
-        is_scale = np.concatenate([np.full(n, name == "scale") for name, _, n in layout])
-
-        def init(shape, dtype=tf.float32, partition_info=None):  # [R, 1] and [1, P] constants
-            std = tf.constant(row_std[:, None], dtype) * tf.constant(is_weight[None, :], dtype)
-            return tf.random.truncated_normal(shape, dtype=dtype) * std + tf.constant(is_scale, dtype)
-        return ops.create_weight("conv_{0}x{0}".format(kernel), [sum(sizes), is_weight.size], init)
+        he_std = np.concatenate([np.full(n, he_normal_std(shape) if name.startswith("w_") else 0.0)
+                                 for name, shape, n in layout])
+        if self.shared_init == "aligned":
+            mean = np.concatenate([_identity_piece(name, shape, kernel) for name, shape, _ in layout])
+            init = _rows_init(mean, ALIGNED_NOISE * he_std, tied=True)
+        else:
+            mean = np.concatenate([np.full(n, float(name == "scale")) for name, _, n in layout])
+            init = _rows_init(mean, he_std, tied=False)
+        return ops.create_weight("conv_{0}x{0}".format(kernel), [sum(self._slot_sizes()), mean.size],
+                                 init)
 
     def _enas_conv_rows(self, input_ids, c):
         """Every slot's packed sep conv row for its sampled input, with one gather per table.
@@ -361,7 +408,10 @@ class MicroChild(object):
             out = tf.transpose(out, [1, 0, 2, 3, 4])
             out = tf.reshape(out, [shape[1], num_outs * out_filters, shape[3], shape[4]])
         with tf.variable_scope("final_conv"):
-            w = ops.create_weight("w", [self.num_cells + 2, out_filters * out_filters])
+            # a row is node i's block of a 1x1 conv: he_normal with that block's fan_in
+            std = np.full(out_filters * out_filters, he_normal_std([1, 1, out_filters, out_filters]))
+            init = _rows_init(np.zeros_like(std), std, tied=self.shared_init == "aligned")
+            w = ops.create_weight("w", [self.num_cells + 2, out_filters * out_filters], init)
             w = tf.reshape(tf.gather(w, indices, axis=0), [1, 1, num_outs * out_filters, out_filters])
             out = tf.nn.conv2d(tf.nn.relu(out), w, [1, 1, 1, 1], "SAME", data_format=df)
             out = ops.batch_norm(out, ops.BATCH_STATS_ONLY, df)
@@ -384,7 +434,7 @@ class MicroChild(object):
         variables = [v for v in tf.trainable_variables() if v.name.startswith(self.name + "/")]
         l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
         grads = tf.gradients(loss + self.l2_reg * l2, variables)
-        grads, grad_norm = utils.clip_gradients(grads, self.grad_bound)
+        grads, grad_norm = utils.clip_gradients(grads, self.grad_bound, self.clip_mode)
         lr = utils.cosine_lr(self.global_step, self.num_train_batches, **self.lr_args)
         optimizer = tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=True)
         if wrap_optimizer is not None:

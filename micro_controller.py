@@ -331,3 +331,37 @@ class MicroController(object):
             self._build_baseline()
             self._build_loss(tf_variables)
             self._build_accumulate(tf_variables)
+
+
+def uniform_entropy(num_cells, num_branches=5):
+    """Entropy (nats) of one uniformly drawn (normal, reduce) pair: the maximum of
+    sample_entropy. Node n picks 2 inputs among n and 2 ops among num_branches."""
+    per_cell = sum(2 * np.log(n) + 2 * np.log(num_branches) for n in range(2, num_cells + 2))
+    return float(2 * per_cell)
+
+
+class UniformSampler(object):
+    """Random search with weight sharing (Li & Talwalkar 2019): every decision uniform.
+
+    The same interface as MicroController's sampler, without parameters:
+    .sample_arc       (normal_arc, reduce_arc), two int32 [4*num_cells] tensors, drawn afresh
+                      at every run (node n: each index uniform in 0..n-1, each op in
+                      0..num_branches-1)
+    .sample_entropy   float32 scalar, uniform_entropy(num_cells, num_branches)
+    """
+
+    def __init__(self, num_cells, num_branches=5, name="uniform_sampler"):
+        with tf.name_scope(name):
+            self.sample_arc = (self._sample_cell(num_cells, num_branches),
+                               self._sample_cell(num_cells, num_branches))
+            self.sample_entropy = tf.constant(uniform_entropy(num_cells, num_branches),
+                                              tf.float32)
+
+    @staticmethod
+    def _sample_cell(num_cells, num_branches):
+        """int32 [4B]: per node index_1, op_1, index_2, op_2."""
+        num_inputs = np.repeat(np.arange(2, num_cells + 2), 2).astype(np.float32)  # [2B]
+        index = tf.cast(tf.floor(tf.random.uniform([2 * num_cells]) * num_inputs), tf.int32)
+        index = tf.minimum(index, num_inputs.astype(np.int32) - 1)  # U may round up to 1
+        op = tf.random.uniform([2 * num_cells], 0, num_branches, tf.int32)
+        return tf.reshape(tf.stack([index, op], axis=1), [4 * num_cells])

@@ -32,6 +32,15 @@ def create_weight(name, shape, initializer=None, trainable=True):
     return tf.get_variable(name, shape, initializer=initializer, trainable=trainable)
 
 
+def truncated_normal_std(std):
+    """An initializer drawing from a normal truncated at 2 std, rescaled to have std `std` (as
+    he_normal draws)."""
+    def init(shape, dtype=tf.float32, partition_info=None):
+        return tf.random.truncated_normal(shape, dtype=dtype) * (std / TRUNCATED_NORMAL_STD)
+    return init
+
+
+TRUNCATED_NORMAL_STD = 0.87962566103423978  # std of a unit normal truncated at 2 std
 BATCH_STATS_ONLY = "batch statistics only"
 
 

@@ -14,6 +14,7 @@ import shutil
 from utils import UserError
 
 RUN_FLAGS_FILE = "run_flags.json"
+ADDED_LATER = {"random_search": False}  # shaping flags an older run_flags.json lacks: their value then
 ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 # Names this program writes into output_dir; a reset deletes only these.
 OWN_NAMES = ("checkpoint", "stdout", "arcs.tsv", "best_arc.txt", RUN_FLAGS_FILE, "labels.txt",
@@ -37,12 +38,17 @@ def check_flags(flags, search):
                         .format(flags.child_out_filters))
     if flags.child_num_layers < 0:
         raise UserError("--child_num_layers must be >= 0, got {}".format(flags.child_num_layers))
+    if flags.child_clip_mode not in ("global", "norm"):
+        raise UserError("--child_clip_mode must be global or norm, got {}".format(flags.child_clip_mode))
     if flags.data_format not in ("NHWC", "NCHW"):
         raise UserError("--data_format must be NHWC or NCHW, got {}".format(flags.data_format))
     for name in ("child_keep_prob", "child_drop_path_keep_prob"):
         if not 0.0 < getattr(flags, name) <= 1.0:
             raise UserError("--{} must be in (0, 1], got {}".format(name, getattr(flags, name)))
     if search:
+        if flags.child_shared_init not in ("aligned", "he"):
+            raise UserError("--child_shared_init must be aligned or he, got {}".format(
+                flags.child_shared_init))
         _positive(flags, ["controller_num_aggregate", "controller_train_steps",
                           "controller_train_every", "controller_num_final_arcs"])
         if flags.child_fixed_arc:
@@ -55,7 +61,8 @@ def check_flags(flags, search):
 def shaping_flags(flags, mode, fixed_arc, num_classes):
     """The values a checkpoint's weights depend on; a resume must match them."""
     arc = None if fixed_arc is None else " ".join(str(v) for v in fixed_arc[0] + fixed_arc[1])
-    return {"mode": mode, "child_num_layers": flags.child_num_layers,
+    search = {"random_search": flags.random_search} if mode == "search" else {}
+    return {**search, "mode": mode, "child_num_layers": flags.child_num_layers,
             "child_out_filters": flags.child_out_filters, "child_num_cells": flags.child_num_cells,
             "child_fixed_arc": arc, "child_use_aux_heads": flags.child_use_aux_heads,
             "img_size": flags.img_size, "channel": flags.channel, "num_classes": num_classes}
@@ -88,7 +95,7 @@ def _check_resume(path, run_flags):
         raise UserError("--output_dir {} holds a {} run; use another --output_dir for a {} run".format(
             path, saved.get("mode"), run_flags["mode"]))
     for key, value in run_flags.items():
-        if saved.get(key) != value:
+        if saved.get(key, ADDED_LATER.get(key)) != value:
             flag = key if key != "num_classes" else "train_data_dir (number of classes)"
             raise UserError("--{} is {} but the checkpoint in {} was made with {}; use another "
                             "--output_dir or the same value".format(flag, value, path, saved.get(key)))

@@ -220,8 +220,9 @@ class Loop(object):
     def end_of_epoch(self, step):
         epoch = step // self.num_train_batches
         if self.search and epoch % FLAGS.controller_train_every == 0:
-            print("Epoch {}: Training controller".format(epoch))
-            self.train_controller()
+            if not FLAGS.random_search:
+                print("Epoch {}: Training controller".format(epoch))
+                self.train_controller()
             self.print_sampled_arcs(epoch)
         if epoch % FLAGS.eval_every_epochs == 0 or step >= self.total_steps:
             print("Epoch {}: Eval".format(epoch))
@@ -289,18 +290,25 @@ class Loop(object):
                           ctrl_step, loss, entropy, lr, grad_norm, valid_acc, baseline, self.mins()))
 
     def print_sampled_arcs(self, epoch, num=10):
-        """Samples `num` architectures, scores each on one valid batch, prints and records them."""
+        """Samples `num` architectures, scores each on one valid batch, prints and records them.
+
+        With random_search they come from the uniform sampler, whose entropy (the maximum) is
+        recorded in place of the untrained controller's."""
         print("Here are {} architectures".format(num))
         self.sess.run(self.g.eval_init["reward"])
         rows = []
         for _ in range(num):
-            (normal_arc, reduce_arc), valid_acc = self.sess.run(
-                [self.g.controller.sample_arc, self.g.controller.valid_acc])
+            (normal_arc, reduce_arc), valid_acc, entropy = self.sess.run(
+                [self.g.sampler.sample_arc, self.g.sampled_valid_acc, self.g.sampler.sample_entropy])
             arc = utils.arc_to_string(normal_arc, reduce_arc)
             print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
             rows.append((epoch, "sample", arc, valid_acc, self.g.reward_batch_size))
         records.append_rows(self.arcs_path, rows)
-        self.summarize(self.global_step(), {"search/sampled_valid_acc": np.mean([r[3] for r in rows])})
+        values = {"search/sampled_valid_acc": np.mean([r[3] for r in rows])}
+        if FLAGS.random_search:
+            self.controller_state = {"entropy": entropy}
+            values["controller/entropy"] = entropy
+        self.summarize(self.global_step(), values)
 
     def pick_best_arc(self):
         """Scores controller_num_final_arcs samples on the whole valid set; writes best_arc.txt."""
@@ -320,7 +328,7 @@ class Loop(object):
         rows, epoch = [], FLAGS.num_epochs
         n_valid = len(self.data["labels"]["valid"])
         for _ in range(FLAGS.controller_num_final_arcs):
-            normal_arc, reduce_arc = self.sess.run(self.g.controller.sample_arc)
+            normal_arc, reduce_arc = self.sess.run(self.g.sampler.sample_arc)
             feed = {self.g.eval_arc[0]: normal_arc, self.g.eval_arc[1]: reduce_arc}
             acc = self.evaluate("valid", feed)
             rows.append((epoch, "final", utils.arc_to_string(normal_arc, reduce_arc), acc, n_valid))

@@ -185,14 +185,18 @@ def cosine_lr(global_step, num_train_batches, lr_max, lr_min, T_0, T_mul):
     return tf.cast(lr, tf.float32)
 
 
-def clip_gradients(grads, bound):
-    """Clips by global norm (spec difference 1: the original computed this and then discarded it).
+def clip_gradients(grads, bound, mode="global"):
+    """Clips gradients that the original computed and then discarded.
 
-    Returns (clipped_grads, grad_norm); grad_norm is the norm before clipping, as the original logs it.
+    mode "global": the whole list to global norm bound; "norm": each tensor to norm bound (what
+    the authors' clip_mode="norm" asked for). bound None or <= 0: no clipping.
+    Returns (clipped_grads, grad_norm); grad_norm is the global norm before clipping, as logged.
     """
     grad_norm = tf.linalg.global_norm(grads)
     if bound is None or bound <= 0:
         return grads, grad_norm
+    if mode == "norm":
+        return [None if g is None else tf.clip_by_norm(g, bound) for g in grads], grad_norm
     clipped, _ = tf.clip_by_global_norm(grads, bound, use_norm=grad_norm)
     return clipped, grad_norm
 

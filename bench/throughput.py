@@ -47,10 +47,12 @@ SEARCH_DEFAULTS = dict(
     data_format="NHWC", batch_size=128, num_epochs=150, seed=None, num_threads=0,
     child_num_layers=6, child_num_cells=5, child_out_filters=20, child_lr_max=0.05,
     child_lr_min=0.0005, child_lr_T_0=10, child_lr_T_mul=2, child_cutout_size=None,
-    child_grad_bound=5.0, child_keep_prob=0.9, child_drop_path_keep_prob=0.6, child_l2_reg=1e-4,
+    child_grad_bound=5.0, child_clip_mode="global", child_keep_prob=0.9,
+    child_drop_path_keep_prob=0.6, child_l2_reg=1e-4,
     child_use_aux_heads=True, controller_lr=0.0035, controller_l2_reg=0.0, controller_bl_dec=0.99,
     controller_tanh_constant=1.10, controller_op_tanh_reduce=2.5, controller_temperature=None,
-    controller_entropy_weight=1e-4, controller_num_aggregate=10, controller_train_steps=30)
+    controller_entropy_weight=1e-4, controller_num_aggregate=10, controller_train_steps=30,
+    random_search=False, child_shared_init="aligned")
 
 
 def parse_args(argv=None):

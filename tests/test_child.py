@@ -292,6 +292,31 @@ def test_fixed_arc_loss_falls_on_learnable_data(tmp_path, make_png_dataset):
     assert train_correct > 48 // 3 + 8  # clearly above chance on the 48 training images
 
 
+def test_search_child_loss_falls_on_random_cells(tmp_path, make_png_dataset):
+    """The shared child, trained on a new uniformly drawn cell every step (random search with
+    weight sharing), learns the bar classes: its loss falls and the training images are
+    classified well above chance by cells it never trained on as a whole."""
+    from micro_controller import UniformSampler
+    data = _small_data(tmp_path, make_png_dataset)
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        images, labels = tf.data.make_one_shot_iterator(
+            data_utils.train_dataset(data, 16, seed=0)).get_next()
+        child = MicroChild(num_classes=3, num_layers=1, num_cells=2, out_filters=8, keep_prob=1.0,
+                           l2_reg=1e-4, num_train_batches=3, num_epochs=20, use_aux_heads=False)
+        sampler = UniformSampler(num_cells=2)
+        t = child.build_train(images, labels, *sampler.sample_arc)
+        x_all = tf.constant((data["images"]["train"].astype(np.float32) - data["mean"]) / data["std"])
+        correct, _ = child.build_eval(x_all, tf.constant(data["labels"]["train"]), *sampler.sample_arc)
+        with _session() as sess:
+            sess.run(tf.global_variables_initializer())
+            losses = [sess.run([t["loss"], t["train_op"]])[0] for _ in range(60)]
+            train_correct = np.mean([sess.run(correct) for _ in range(5)])  # 5 fresh cells
+    assert np.all(np.isfinite(losses))
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5]), losses
+    assert train_correct > 48 // 3 + 12, train_correct  # well above chance on 48 images
+
+
 # ----------------------------------------------------------------------------- search mode
 def _search_child(**kw):
     args = dict(num_classes=3, num_layers=0, num_cells=2, out_filters=4, keep_prob=1.0,
@@ -432,30 +457,65 @@ def test_search_unchosen_branches_get_zero_gradient():
             assert not np.any(g), v.op.name
 
 
-def test_shared_tables_keep_per_slot_he_normal_scale():
-    """One table per layer and kernel, but each slot's rows start as the original's per-slot
-    tables (§2.14): he_normal with fan_in = the slot's row count, BN scale 1 and offset 0."""
+def _layer0_tables(shared_init):
+    """The initial conv_5x5 and final_conv tables of layer 0 (a 40-channel reduction cell)."""
     with _graph().as_default():
         tf.set_random_seed(0)
-        child = _search_child(num_cells=5, out_filters=20)
+        child = _search_child(num_cells=5, out_filters=20, shared_init=shared_init)
         arc = tf.constant([0, 0, 1, 1] * 5)
         child.model(tf.zeros([2, 8, 8, 1]), True, arc, arc)
-        table = [v for v in tf.global_variables() if v.op.name.endswith("layer_0/conv_5x5")]
+        tables = [v for v in tf.global_variables()
+                  if v.op.name.endswith(("layer_0/conv_5x5", "layer_0/final_conv/w"))]
         with _session() as sess:
             sess.run(tf.global_variables_initializer())
-            rows = sess.run(table[0])
-    sizes = [c + 2 for c in range(5) for _ in range(2)]
-    c = 40  # layer 0 is a reduction cell: 2 x 20 filters
-    block = [5 * 5 * c, c * c, c, c]  # one stack: w_depth, w_point, BN scale, BN offset
-    assert rows.shape == (sum(sizes), 2 * sum(block))
-    for stack in rows[:, :sum(block)], rows[:, sum(block):]:
-        w_depth, w_point, scale, offset = np.split(stack, np.cumsum(block)[:-1], axis=1)
+            return sess.run(tables)
+
+
+def _stacks(rows, c, k=5):
+    """The two stacked blocks of packed rows, each split into w_depth, w_point, scale, offset."""
+    block = [k * k * c, c * c, c, c]
+    assert rows.shape[1] == 2 * sum(block)
+    return [np.split(stack, np.cumsum(block)[:-1], axis=1)
+            for stack in (rows[:, :sum(block)], rows[:, sum(block):])]
+
+
+def test_shared_tables_he_start_like_the_fixed_childs_convs():
+    """shared_init "he": every row's pieces are independent he_normal draws for their 4-D
+    shapes (depthwise sqrt(2 / (k k C)), pointwise sqrt(2 / C)), not the original's
+    fan_in = row count; BN scale 1, offset 0; the combine's rows as 1x1 convs on one node."""
+    rows, combine = _layer0_tables("he")
+    c = 40
+    assert rows.shape[0] == sum(n + 2 for n in range(5) for _ in range(2))
+    for w_depth, w_point, scale, offset in _stacks(rows, c):
         np.testing.assert_array_equal(scale, 1.0)
         np.testing.assert_array_equal(offset, 0.0)
-        starts = np.cumsum([0] + sizes)
-        for n, lo in zip(sizes, starts):
-            for w in w_depth, w_point:
-                assert abs(w[lo:lo + n].std() / np.sqrt(2.0 / n) - 1) < 0.1, n
+        assert abs(w_depth.std() / np.sqrt(2.0 / (5 * 5 * c)) - 1) < 0.05
+        assert abs(w_point.std() / np.sqrt(2.0 / c) - 1) < 0.05
+        assert np.abs(w_point).max() <= 2 * np.sqrt(2.0 / c) / 0.8796 + 1e-6  # truncated at 2 std
+        assert not np.allclose(w_point[0], w_point[1])
+    assert combine.shape == (7, c * c)
+    assert abs(combine.std() / np.sqrt(2.0 / c) - 1) < 0.05
+
+
+def test_shared_tables_aligned_start_one_row_near_identity():
+    """shared_init "aligned" (the default): all rows of a table are one draw; a sep conv row is
+    a centred one-tap depthwise filter and the identity pointwise matrix plus 0.3 x he_normal
+    noise; the combine's rows one he_normal draw."""
+    rows, combine = _layer0_tables("aligned")
+    c = 40
+    np.testing.assert_array_equal(rows, np.tile(rows[:1], [len(rows), 1]))
+    np.testing.assert_array_equal(combine, np.tile(combine[:1], [len(combine), 1]))
+    for w_depth, w_point, scale, offset in _stacks(rows[:1], c):
+        np.testing.assert_array_equal(scale, 1.0)
+        np.testing.assert_array_equal(offset, 0.0)
+        taps = w_depth.reshape(5, 5, c)
+        np.testing.assert_allclose(taps[2, 2], 1.0, atol=0.1)
+        off_centre = np.delete(taps.reshape(25, c), 12, axis=0)
+        assert abs(off_centre.std() / (0.3 * np.sqrt(2.0 / (5 * 5 * c))) - 1) < 0.1
+        noise = w_point.reshape(c, c) - np.eye(c)
+        assert abs(noise.std() / (0.3 * np.sqrt(2.0 / c)) - 1) < 0.1
+    assert abs(combine.std() / np.sqrt(2.0 / c) - 1) < 0.1
+
 
 # --------------------------------------------------------------------------- checkpoints
 def _build_for_checkpoint(data):

@@ -183,3 +183,54 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     # the retrained arc is the one the search found
     with open(os.path.join(retrain_out, "run_flags.json")) as f:
         assert best in f.read()
+
+
+def test_random_search_never_trains_the_controller(data_dirs, tmp_path):
+    """--random_search: the same loop, its cells drawn uniformly; the controller's variables
+    (b_soft starts at exactly [10, 10, 0, 0, 0]) and its step counter stay as initialised, and
+    the recorded entropy is the uniform maximum."""
+    import json
+    import numpy as np
+    import tensorflow.compat.v1 as tf
+    from micro_controller import uniform_entropy
+    out = str(tmp_path / "random")
+    r = _run("main_controller_child_trainer.py", _data_flags(data_dirs) + TINY + [
+        "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
+        "--controller_num_final_arcs", "2", "--random_search", "--output_dir", out])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Training controller" not in r.stdout and "ctrl_step" not in r.stdout
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(out))
+    assert reader.get_tensor("controller/softmax/b").tolist() == [[10.0, 10.0, 0.0, 0.0, 0.0]]
+    assert int(reader.get_tensor("controller/train_step")) == 0
+    assert float(reader.get_tensor("baseline")) == 0.0
+    with open(os.path.join(out, "progress.tsv")) as f:
+        entropies = [float(line.split("\t")[2]) for line in f if "\tentropy\t" in line]
+    assert len(entropies) == 2
+    assert np.allclose(entropies, uniform_entropy(2), atol=1e-4)
+    with open(os.path.join(out, "run_flags.json")) as f:
+        assert json.load(f)["random_search"] is True
+    _, rows = _read_arcs_tsv(os.path.join(out, "arcs.tsv"))
+    assert len({row[2] for row in rows if row[1] == "sample"}) > 10  # uniform: hardly repeats
+
+
+def test_search_quality_bench_end_to_end(data_dirs, tmp_path):
+    """bench/search_quality.py on a tiny set: both searches and every retraining run, and the
+    table lists the searched cells (valid arcs) with accuracies in [0, 1] and their margins."""
+    small = "--child_num_layers 0 --child_out_filters 4 --batch_size 16"
+    work = tmp_path / "work"
+    r = _run("bench/search_quality.py", [
+        "--data_dir", os.path.dirname(data_dirs[0]), "--img_size", "8", "--num_cells", "2",
+        "--search_epochs", "1", "--retrain_epochs", "1", "--num_random", "2",
+        "--search_args", small + " --controller_train_steps 1 --controller_num_aggregate 1 "
+                                 "--controller_num_final_arcs 2",
+        "--retrain_args", small + " --n_aug_img 1", "--work_dir", str(work)], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = re.findall(r"^(enas|rs-ws|random_\d)\s+.*?\s([01]\.\d{4})\s+([01]\.\d{4})\s+([\d ]+)$",
+                      r.stdout, re.M)
+    assert [row[0] for row in rows] == ["enas", "rs-ws", "random_0", "random_1"], r.stdout
+    for name, valid, test, arc in rows:
+        utils.parse_arc(arc, 2)
+    for name in ("enas", "rs-ws"):
+        with open(work / ("search_" + {"enas": "enas", "rs-ws": "random"}[name]) / "best_arc.txt") as f:
+            assert f.read().strip() == [row[3] for row in rows if row[0] == name][0].strip()
+    assert len(re.findall(r"^  (enas|rs-ws) \(.*\): [+-]\d\.\d{4}", r.stdout, re.M)) == 4

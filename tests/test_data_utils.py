@@ -282,6 +282,22 @@ def test_eval_dataset_every_example_once(data):
     np.testing.assert_array_equal(y, data["labels"]["train"])
 
 
+def test_mixed_eval_dataset_every_example_once_in_one_fixed_mixed_order(data):
+    """mixed=True (the search's eval): every example once, the same order on every pass, and
+    not in file order (whose batches would hold one class each)."""
+    passes = [_take_all(lambda: data_utils.eval_dataset(data, "train", batch_size=5, mixed=True))
+              for _ in range(2)]
+    for a, b in zip(*passes):
+        np.testing.assert_array_equal(a[1], b[1])
+    x = np.concatenate([b[0] for b in passes[0]])
+    y = np.concatenate([b[1] for b in passes[0]])
+    norm = (data["images"]["train"].astype(np.float32) - data["mean"]) / data["std"]
+    order = [int(np.argmin(np.abs(norm - xi).reshape(len(norm), -1).sum(1))) for xi in x]
+    assert sorted(order) == list(range(len(norm)))
+    assert order != sorted(order)
+    np.testing.assert_array_equal(y, data["labels"]["train"][order])
+
+
 def test_reward_dataset(data):
     batches = _take(lambda: data_utils.reward_dataset(data, 100, seed=0), 3)
     n_valid = len(data["labels"]["valid"])

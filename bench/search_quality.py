@@ -1,0 +1,137 @@
+"""Does the search beat random? ENAS against random search with weight sharing, retrained alike.
+
+    python bench/search_quality.py --data_dir DIR [--img_size 32 --channel 1]
+        [--search_epochs 10] [--retrain_epochs 10] [--num_random 4] [--seed 0]
+        [--search_args "--batch_size 64 ..."] [--retrain_args "--child_num_layers 6 ..."]
+        [--work_dir DIR]
+
+Runs, each as the command a user would type:
+  (a) the search (main_controller_child_trainer.py) for --search_epochs;
+  (b) the same search with --random_search (cells drawn uniformly, controller never trained);
+  (c) retrains (main_child_trainer.py) the best cell of (a), the best cell of (b) and
+      --num_random cells drawn uniformly at random, all with the same flags and budget.
+Prints one table (cell, source, retrained valid and test accuracy) and the margin of each searched
+cell over the mean of the random cells, in units of their standard deviation too.
+DIR holds train/, valid/ and test/ class folders (bench/make_dataset.py makes harder ones than the
+shipped digits). Outputs go to --work_dir (default: a temp folder, deleted at the end).
+"""
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_OPS = 5
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data_dir", required=True, help="folder with train/, valid/, test/")
+    p.add_argument("--img_size", type=int, default=32)
+    p.add_argument("--channel", type=int, default=1, choices=(1, 3))
+    p.add_argument("--search_epochs", type=int, default=10)
+    p.add_argument("--retrain_epochs", type=int, default=10)
+    p.add_argument("--num_random", type=int, default=4, help="random cells retrained")
+    p.add_argument("--num_cells", type=int, default=5, help="--child_num_cells of every run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--search_args", default="", help="extra flags of both searches")
+    p.add_argument("--retrain_args", default="", help="extra flags of every retraining")
+    p.add_argument("--work_dir", help="keep every run's output_dir here")
+    return p.parse_args(argv)
+
+
+def random_arc(num_cells, rng):
+    """A uniformly drawn arc string: node n picks each input in 0..n-1 and each op in 0..4."""
+    cell = lambda: [v for n in range(2, num_cells + 2)
+                    for v in (rng.integers(n), rng.integers(NUM_OPS), rng.integers(n),
+                              rng.integers(NUM_OPS))]
+    return " ".join(str(int(v)) for v in cell() + cell())
+
+
+def common_flags(args):
+    split = lambda s: os.path.join(args.data_dir, s)
+    return ["--train_data_dir", split("train"), "--val_data_dir", split("valid"),
+            "--test_data_dir", split("test"), "--img_size", str(args.img_size),
+            "--channel", str(args.channel), "--child_num_cells", str(args.num_cells),
+            "--seed", str(args.seed)]
+
+
+def run(script, flags, log_path):
+    """Runs one entry script to its end; its output goes to log_path. Returns its stdout."""
+    cmd = [sys.executable, os.path.join(ROOT, script)] + flags
+    print("$ " + " ".join(shlex.quote(c) for c in cmd[1:]), flush=True)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    with open(log_path, "w") as f:
+        f.write(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise SystemExit("error: {} exited with status {}; see {}".format(script, r.returncode,
+                                                                          log_path))
+    return r.stdout
+
+
+def search(args, work_dir, name, extra):
+    """Runs a search into work_dir/name; returns its best arc string."""
+    out = os.path.join(work_dir, name)
+    run("main_controller_child_trainer.py", common_flags(args) + [
+        "--num_epochs", str(args.search_epochs), "--output_dir", out] + extra +
+        shlex.split(args.search_args), out + ".log")
+    with open(os.path.join(out, "best_arc.txt")) as f:
+        return f.read().strip()
+
+
+def retrain(args, work_dir, name, arc):
+    """Retrains arc into work_dir/name; returns (valid_acc, test_acc) of its last evaluation."""
+    out = os.path.join(work_dir, name)
+    stdout = run("main_child_trainer.py", common_flags(args) + [
+        "--child_fixed_arc", arc, "--num_epochs", str(args.retrain_epochs), "--output_dir", out] +
+        shlex.split(args.retrain_args), out + ".log")
+    valid = re.findall(r"^valid_accuracy: (\S+)", stdout, re.M)
+    test = re.findall(r"^test_accuracy: (\S+)", stdout, re.M)
+    return float(valid[-1]), float(test[-1])
+
+
+def print_table(rows):
+    """rows: [(name, source, arc, valid, test)]; random cells have source 'random'."""
+    print("\n{:<10} {:<32} {:>8} {:>8}  arc".format("cell", "source", "valid", "test"))
+    for name, source, arc, valid, test in rows:
+        print("{:<10} {:<32} {:>8.4f} {:>8.4f}  {}".format(name, source, valid, test, arc))
+    random_rows = [r for r in rows if r[1] == "random"]
+    for column, label in ((3, "valid"), (4, "test")):
+        accs = np.array([r[column] for r in random_rows])
+        mean, std = accs.mean(), accs.std(ddof=1) if len(accs) > 1 else 0.0
+        print("\nrandom cells, {}: mean {:.4f}, std {:.4f} (n = {})".format(label, mean, std,
+                                                                            len(accs)))
+        for r in rows:
+            if r[1] != "random":
+                margin = r[column] - mean
+                sigmas = " = {:+.2f} std".format(margin / std) if std > 0 else ""
+                print("  {} ({}): {:+.4f}{}".format(r[0], r[1], margin, sigmas))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="search_quality_")
+    os.makedirs(work_dir, exist_ok=True)
+    try:
+        cells = [("enas", "search (controller)", search(args, work_dir, "search_enas", [])),
+                 ("rs-ws", "random search + weight sharing",
+                  search(args, work_dir, "search_random", ["--random_search"]))]
+        rng = np.random.default_rng(args.seed)
+        cells += [("random_{}".format(i), "random", random_arc(args.num_cells, rng))
+                  for i in range(args.num_random)]
+        rows = [(name, source, arc) + retrain(args, work_dir, "retrain_" + name, arc)
+                for name, source, arc in cells]
+        print_table(rows)
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
