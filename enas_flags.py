@@ -3,8 +3,51 @@
 `define_flags(mode)` defines them; mode "search" (main_controller_child_trainer.py) or "final"
 (main_child_trainer.py) only picks defaults where the original's two scripts differ. Names follow the
 original code; flags that were dead there are not carried over (see the README).
+This module imports no TensorFlow, so that `--help` answers at once (exit_if_help).
+
+  FLAGS, print_user_flags()   the parsed flags; every flag of this run, sorted, as the original printed
+  exit_if_help(mode, argv)    -h / --help / --helpshort / --helpfull: print the flags, exit 0
 """
-from utils import DEFINE_boolean, DEFINE_float, DEFINE_integer, DEFINE_string
+import sys
+
+from absl import flags as absl_flags
+
+FLAGS = absl_flags.FLAGS
+HELP_ARGS = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
+user_flags = []
+
+
+def _recorded(define):
+    """absl's define function that also records the flag's name for print_user_flags."""
+    def define_and_record(name, default_value, doc_string):
+        define(name, default_value, doc_string)
+        user_flags.append(name)
+    return define_and_record
+
+
+DEFINE_string, DEFINE_integer, DEFINE_float, DEFINE_boolean = map(_recorded, (
+    absl_flags.DEFINE_string, absl_flags.DEFINE_integer, absl_flags.DEFINE_float,
+    absl_flags.DEFINE_boolean))
+
+
+def print_user_flags(line_limit=80):
+    """Prints every flag, sorted, padded with dots (the original's format)."""
+    print("-" * 80)
+    for flag_name in sorted(user_flags):
+        value = "{}".format(getattr(FLAGS, flag_name))
+        print(flag_name + "." * (line_limit - len(flag_name) - len(value)) + value)
+
+
+def exit_if_help(mode, argv, usage):
+    """If argv asks for help: prints usage and every flag of `mode` with its help text and
+    default, then exits 0 (before TensorFlow is imported)."""
+    if not any(a.split("=")[0] in HELP_ARGS for a in argv[1:]):
+        return
+    define_flags(mode)
+    print(usage.strip() + "\n\nFlags, sorted (the data flags train_data_dir, val_data_dir, test_data_dir, "
+          "channel, img_size and n_aug_img are the marked block at the top of enas_flags.py):")
+    print(FLAGS.module_help(sys.modules[__name__]))
+    sys.exit(0)
 
 
 def define_flags(mode):

@@ -4,7 +4,11 @@
 
 Ends by writing output_dir/best_arc.txt and printing the command that retrains it.
 """
-import trainer
+import sys
+
+import enas_flags
 
 if __name__ == "__main__":
+    enas_flags.exit_if_help("search", sys.argv, __doc__)  # before TensorFlow is imported
+    import trainer
     trainer.main("search")

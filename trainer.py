@@ -26,7 +26,8 @@ import graph as graph_lib
 import progress
 import records
 import visualize
-from utils import FLAGS, UserError
+from enas_flags import FLAGS
+from utils import UserError
 
 
 class NonFiniteLoss(Exception):
@@ -74,7 +75,7 @@ def run(mode):
         if not search and FLAGS.export_only:
             return export_model(data, fixed_arc)
         sys.stdout = utils.Logger(os.path.join(FLAGS.output_dir, "stdout"))
-        utils.print_user_flags()
+        enas_flags.print_user_flags()
     build_and_train(data, search, fixed_arc, cluster)
     if chief and not search:
         export_model(data, fixed_arc)

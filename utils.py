@@ -3,7 +3,6 @@
 API
   UserError                        bad user input: one line, exit status 2, no traceback
   import_tensorflow_quietly()      run on import: TensorFlow's C++ start-up lines never reach stderr
-  DEFINE_string/integer/float/boolean, FLAGS, print_user_flags
   Logger                           tee of stdout into a file (append mode)
   parse_arc(text, num_cells)       arc string (or path of a file holding it) -> (normal_arc, reduce_arc)
   arc_to_string(normal_arc, reduce_arc)
@@ -23,11 +22,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 def import_tensorflow_quietly():
     """Imports TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA stubs) ignore
     TF_CPP_MIN_LOG_LEVEL and would bury a one-line error about bad input. Importing utils first
-    (as the scripts do) is enough."""
+    (as the scripts do) is enough.
+
+    On a machine without an NVIDIA driver it also looks for GPUs then, so that the CUDA
+    platform's expected "failed call to cuInit" error line is not printed by the first session;
+    where a driver exists, GPU start-up errors are real and stay visible.
+    """
     saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow.compat.v1  # noqa: F401
+        import tensorflow as tf
+        if not os.path.exists("/dev/nvidiactl"):
+            tf.config.list_physical_devices("GPU")
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
@@ -37,46 +43,14 @@ def import_tensorflow_quietly():
 import_tensorflow_quietly()
 
 import numpy as np  # noqa: E402
-from absl import flags as absl_flags  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-FLAGS = absl_flags.FLAGS
 NUM_OPS = 5  # sep 3x3, sep 5x5, avg 3x3, max 3x3, identity (spec: the search space)
 OP_NAMES = ["sep 3x3", "sep 5x5", "avg 3x3", "max 3x3", "identity"]
-user_flags = []
 
 
 class UserError(Exception):
     """Bad input from the user: printed as one line, exit status 2, no traceback."""
-
-
-def DEFINE_string(name, default_value, doc_string):
-    absl_flags.DEFINE_string(name, default_value, doc_string)
-    user_flags.append(name)
-
-
-def DEFINE_integer(name, default_value, doc_string):
-    absl_flags.DEFINE_integer(name, default_value, doc_string)
-    user_flags.append(name)
-
-
-def DEFINE_float(name, default_value, doc_string):
-    absl_flags.DEFINE_float(name, default_value, doc_string)
-    user_flags.append(name)
-
-
-def DEFINE_boolean(name, default_value, doc_string):
-    absl_flags.DEFINE_boolean(name, default_value, doc_string)
-    user_flags.append(name)
-
-
-def print_user_flags(line_limit=80):
-    """Prints every flag, sorted, padded with dots (the original's format)."""
-    print("-" * 80)
-    for flag_name in sorted(user_flags):
-        value = "{}".format(getattr(FLAGS, flag_name))
-        log_string = flag_name + "." * (line_limit - len(flag_name) - len(value)) + value
-        print(log_string)
 
 
 class Logger(object):

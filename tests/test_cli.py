@@ -53,6 +53,8 @@ def test_child_trainer_end_to_end(data_dirs, tmp_path):
         "--num_epochs", "1", "--n_aug_img", "1", "--child_fixed_arc", ARC16, "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
+    if not os.path.exists("/dev/nvidiactl"):  # no GPU driver: CUDA's failing cuInit is expected
+        assert "cuInit" not in r.stderr
     valid = re.findall(r"^valid_accuracy: ([01]\.\d{4})\s*$", r.stdout, re.M)
     test = re.findall(r"^test_accuracy: ([01]\.\d{4})\s*$", r.stdout, re.M)
     assert len(valid) == 1 and len(test) == 1, r.stdout
@@ -132,6 +134,22 @@ def test_child_trainer_empty_data_folder(data_dirs, tmp_path):
                                        "--test_data_dir", test] + TINY + [
         "--child_fixed_arc", ARC16, "--output_dir", str(tmp_path / "out")])
     _assert_one_line_error(r, str(empty))
+
+
+@pytest.mark.parametrize("script", ["main_controller_child_trainer.py", "main_child_trainer.py"])
+@pytest.mark.parametrize("arg", ["-h", "--help", "--helpshort", "--helpfull"])
+def test_help_lists_the_flags_and_exits_0_without_tensorflow(script, arg):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    r = subprocess.run([sys.executable, "-X", "importtime", script, arg], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for flag in ("train_data_dir", "val_data_dir", "test_data_dir", "channel", "img_size",
+                 "n_aug_img", "output_dir", "child_num_layers"):
+        assert "--{}:".format(flag) in r.stdout
+    assert ("--controller_lr:" in r.stdout) == (script == "main_controller_child_trainer.py")
+    assert ("--child_fixed_arc:" in r.stdout)
+    imported = [line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line]
+    assert not [m for m in imported if m.startswith("tensorflow")]
 
 
 # --------------------------------------------------------------------------------- search
