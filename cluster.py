@@ -23,7 +23,7 @@ import time
 
 import tensorflow.compat.v1 as tf
 
-from utils import UserError
+from errors import UserError
 
 STARTUP_SECS = 600  # extra wait for the first step: every task builds its graph and warms up first
 _session_open = False  # this process holds a session on a cluster (see exit_now)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from utils import UserError
+from errors import UserError
 
 SPLITS = ("train", "valid", "test")
 

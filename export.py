@@ -11,7 +11,7 @@ API
       checkpoint was trained with. Other MicroChild settings do not shape inference.
     data: at least {"class_names": [str], "mean": float32 [C], "std": float32 [C],
       "img_size": int, "channel": int} (data_utils.read_data's dict).
-    fixed_arc: (normal_arc, reduce_arc) as utils.parse_arc returns.
+    fixed_arc: (normal_arc, reduce_arc) as search_space.parse_arc returns.
     Raises UserError: no checkpoint; export_dir exists and is not a SavedModel this module wrote.
     The graph is always NHWC (the weights do not depend on data_format), so a model trained with
     NCHW on a GPU exports to one that serves on a CPU.
@@ -30,7 +30,7 @@ import tensorflow.compat.v1 as tf
 
 import records
 from micro_child import MicroChild
-from utils import UserError
+from errors import UserError
 
 MARKER = "enas_export.json"  # inside export_dir: says this module wrote it (safe to replace)
 SIGNATURE = "serving_default"

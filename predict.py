@@ -105,6 +105,8 @@ def main(argv):
     except PredictError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
     return 0
 
 

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 
-from utils import UserError
+from errors import UserError
 
 RUN_FLAGS_FILE = "run_flags.json"
 ADDED_LATER = {"random_search": False}  # shaping flags an older run_flags.json lacks: their value then

@@ -4,7 +4,7 @@ run(mode) with mode "search" (main_controller_child_trainer.py) or "final" (main
   1. parse and check flags, read the data, prepare output_dir (resume, or a safe reset);
   2. build the graph (graph.py) and restore the latest checkpoint if there is one;
   3. loop over child steps; at each epoch end: controller phase (search), eval, checkpoint.
-Bad input raises utils.UserError, printed as one line with exit status 2.
+Bad input raises errors.UserError, printed as one line with exit status 2.
 """
 import contextlib
 import math
@@ -25,9 +25,10 @@ import export
 import graph as graph_lib
 import progress
 import records
+import search_space
 import visualize
 from enas_flags import FLAGS
-from utils import UserError
+from errors import UserError
 
 
 class NonFiniteLoss(Exception):
@@ -63,7 +64,7 @@ def run(mode):
     """Checks everything the user gave, then trains (see the module docstring)."""
     search = mode == "search"
     records.check_flags(FLAGS, search)
-    fixed_arc = None if search else utils.parse_arc(FLAGS.child_fixed_arc, FLAGS.child_num_cells)
+    fixed_arc = None if search else search_space.parse_arc(FLAGS.child_fixed_arc, FLAGS.child_num_cells)
     cluster = None if search else cluster_lib.from_flags(FLAGS)
     if cluster and cluster.job == "ps":
         return cluster_lib.serve(cluster)
@@ -301,7 +302,7 @@ class Loop(object):
         for _ in range(num):
             (normal_arc, reduce_arc), valid_acc, entropy = self.sess.run(
                 [self.g.sampler.sample_arc, self.g.sampled_valid_acc, self.g.sampler.sample_entropy])
-            arc = utils.arc_to_string(normal_arc, reduce_arc)
+            arc = search_space.arc_to_string(normal_arc, reduce_arc)
             print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
             rows.append((epoch, "sample", arc, valid_acc, self.g.reward_batch_size))
         records.append_rows(self.arcs_path, rows)
@@ -332,7 +333,7 @@ class Loop(object):
             normal_arc, reduce_arc = self.sess.run(self.g.sampler.sample_arc)
             feed = {self.g.eval_arc[0]: normal_arc, self.g.eval_arc[1]: reduce_arc}
             acc = self.evaluate("valid", feed)
-            rows.append((epoch, "final", utils.arc_to_string(normal_arc, reduce_arc), acc, n_valid))
+            rows.append((epoch, "final", search_space.arc_to_string(normal_arc, reduce_arc), acc, n_valid))
             print("final candidate: {}  valid_acc = {:.4f}".format(rows[-1][2], acc))
         records.append_rows(self.arcs_path, rows)
         best = max(rows, key=lambda r: r[3])

@@ -1,11 +1,8 @@
 """Shared helpers for both entry scripts.
 
 API
-  UserError                        bad user input: one line, exit status 2, no traceback
   import_tensorflow_quietly()      run on import: TensorFlow's C++ start-up lines never reach stderr
   Logger                           tee of stdout into a file (append mode)
-  parse_arc(text, num_cells)       arc string (or path of a file holding it) -> (normal_arc, reduce_arc)
-  arc_to_string(normal_arc, reduce_arc)
   cosine_lr_value(epoch, ...)      cosine LR with warm restarts, pure Python
   cosine_lr(global_step, ...)      the same schedule as a graph op
   clip_gradients(grads, bound)     global-norm clipping that really clips
@@ -13,7 +10,6 @@ API
 """
 import math
 import os
-import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
@@ -45,14 +41,6 @@ import_tensorflow_quietly()
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-NUM_OPS = 5  # sep 3x3, sep 5x5, avg 3x3, max 3x3, identity (spec: the search space)
-OP_NAMES = ["sep 3x3", "sep 5x5", "avg 3x3", "max 3x3", "identity"]
-
-
-class UserError(Exception):
-    """Bad input from the user: printed as one line, exit status 2, no traceback."""
-
-
 class Logger(object):
     """Writes everything printed to the terminal and appends it to `path`."""
 
@@ -69,58 +57,6 @@ class Logger(object):
     def flush(self):
         self.terminal.flush()
         self.log.flush()
-
-
-def _arc_error(text, why):
-    text = " ".join(text.split())
-    shown = text if len(text) <= 60 else text[:57] + "..."
-    return UserError("--child_fixed_arc '{}': {}".format(shown, why))
-
-
-def read_arc_text(text):
-    """Returns the arc string itself, or the contents of the file `text` names."""
-    text = text.strip()
-    if text and os.path.isfile(text):
-        try:
-            with open(text) as f:
-                return f.read().strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UserError("--child_fixed_arc {}: cannot read it as a text file ({})".format(text, e))
-    return text
-
-
-def parse_arc(text, num_cells):
-    """Parses an arc string of 8 * num_cells integers (or a path to a file holding it).
-
-    Returns (normal_arc, reduce_arc), two lists of 4 * num_cells ints. Node n (n = 2..B+1) is the
-    group `index_1 op_1 index_2 op_2`; each index must be < n and each op in 0..NUM_OPS-1.
-    Raises UserError naming --child_fixed_arc and what was expected.
-    """
-    text = read_arc_text(text)
-    pieces = text.split()
-    expected = 8 * num_cells
-    if len(pieces) != expected:
-        raise _arc_error(text, "expected {} integers (4 per node, {} nodes, normal cell then "
-                               "reduction cell), got {}".format(expected, num_cells, len(pieces)))
-    bad = next((p for p in pieces if not re.fullmatch(r"-?[0-9]+", p)), None)
-    if bad is not None:
-        raise _arc_error(text, "expected integers, got '{}'".format(bad[:20]))
-    arc = [int(p) for p in pieces]
-    for pos, value in enumerate(arc):
-        cell = "normal" if pos < 4 * num_cells else "reduction"
-        node = (pos % (4 * num_cells)) // 4 + 2
-        if pos % 2 == 0 and not 0 <= value < node:
-            raise _arc_error(text, "integer {} ({} cell, node {}) is an input index and must be in "
-                                   "0..{}, got {}".format(pos + 1, cell, node, node - 1, value))
-        if pos % 2 == 1 and not 0 <= value < NUM_OPS:
-            raise _arc_error(text, "integer {} ({} cell, node {}) is an op id and must be in "
-                                   "0..{}, got {}".format(pos + 1, cell, node, NUM_OPS - 1, value))
-    return arc[:4 * num_cells], arc[4 * num_cells:]
-
-
-def arc_to_string(normal_arc, reduce_arc):
-    """The ready-to-paste string: normal cell then reduction cell, space separated."""
-    return " ".join(str(int(v)) for v in list(normal_arc) + list(reduce_arc))
 
 
 def cycle_starts(T_0, T_mul, max_epochs=10 ** 6):

@@ -7,7 +7,7 @@ writes <output_dir>/<prefix>normal.png and <output_dir>/<prefix>reduction.png.
 API
   draw_cell(cell_arc, title) -> np.ndarray   BGR uint8 picture of one cell (4 * B ints)
   draw_arc(arc_text, output_dir, num_cells=5, prefix="") -> [normal_png, reduction_png]
-      arc_text: the arc string or a file holding it (utils.parse_arc checks it, UserError if bad)
+      arc_text: the arc string or a file holding it (search_space.parse_arc checks it, UserError if bad)
 
 Layout: left to right by node depth (inputs c_{k-2}, c_{k-1} at depth 0, node n one column after
 its deepest input, the concatenated output last). Every edge is a quadratic curve from the right
@@ -21,8 +21,8 @@ import sys
 import cv2
 import numpy as np
 
-import utils
-from utils import UserError
+from errors import UserError
+import search_space
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 LABEL_SCALE, LABEL_THICK = 0.55, 1
@@ -56,7 +56,7 @@ def _cell_graph(cell_arc):
         n = i + 2
         x_id, x_op, y_id, y_op = cell_arc[4 * i:4 * i + 4]
         for src, op in ((x_id, x_op), (y_id, y_op)):
-            if not (0 <= src < n and 0 <= op < len(utils.OP_NAMES)):
+            if not (0 <= src < n and 0 <= op < len(search_space.OP_NAMES)):
                 raise UserError("node {}: input {} / op {} out of range".format(n, src, op))
             edges.append((src, n, op))
             used.add(src)
@@ -154,7 +154,7 @@ def _route(edges, pos):
             cost += sum(_inside(pts, r) for r in placed_labels) * 3
             label = None
             if op is not None:
-                w, h, base = _text_size(utils.OP_NAMES[op], LABEL_SCALE, LABEL_THICK)
+                w, h, base = _text_size(search_space.OP_NAMES[op], LABEL_SCALE, LABEL_THICK)
                 best_label = None
                 for t in label_ts:
                     m = pts[int(round(t * (len(pts) - 1)))]
@@ -235,8 +235,8 @@ def draw_cell(cell_arc, title):
         r = [int(round(v)) for v in (rect[0] + off[0], rect[1] + off[1], rect[2] + off[0], rect[3] + off[1])]
         cv2.rectangle(img, (r[0], r[1]), (r[2], r[3]), (255, 255, 255), -1)
         cv2.rectangle(img, (r[0], r[1]), (r[2], r[3]), OP_COLORS[op], 1, AA)
-        w, h, base = _text_size(utils.OP_NAMES[op], LABEL_SCALE, LABEL_THICK)
-        cv2.putText(img, utils.OP_NAMES[op], (r[0] + 5, r[1] + 5 + h), FONT, LABEL_SCALE,
+        w, h, base = _text_size(search_space.OP_NAMES[op], LABEL_SCALE, LABEL_THICK)
+        cv2.putText(img, search_space.OP_NAMES[op], (r[0] + 5, r[1] + 5 + h), FONT, LABEL_SCALE,
                     OP_COLORS[op], LABEL_THICK + 1, AA)
     note = "grey arrows: unused nodes, concatenated into the cell output c_{k}"
     cv2.putText(img, note, (MARGIN, height - 14), FONT, 0.5, (90, 90, 90), 1, AA)
@@ -248,7 +248,7 @@ def draw_arc(arc_text, output_dir, num_cells=5, prefix=""):
 
     Returns the two paths. Raises UserError for a bad arc or an unwritable output_dir.
     """
-    normal, reduce_ = utils.parse_arc(arc_text, num_cells)
+    normal, reduce_ = search_space.parse_arc(arc_text, num_cells)
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:

@@ -29,12 +29,13 @@ for _path in (ROOT, os.path.join(ROOT, "bench")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-import utils  # noqa: E402  (first: imports TensorFlow quietly)
+import utils  # noqa: E402,F401  (first: imports TensorFlow quietly)
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 import data_utils  # noqa: E402
 import graph as graph_lib  # noqa: E402
+import search_space  # noqa: E402
 import make_dataset  # noqa: E402
 from throughput import SEARCH_DEFAULTS, cpu_model  # noqa: E402
 
@@ -142,7 +143,7 @@ def shared_curve(args, flags, data):
 
 def fixed_curve(args, flags, data):
     """[(step, valid acc, train loss)] of one fixed cell trained alone."""
-    arc = utils.parse_arc(args.fixed_arc, flags.child_num_cells)
+    arc = search_space.parse_arc(args.fixed_arc, flags.child_num_cells)
     g, sess = open_session(flags, data, arc)
     curve, losses, t0 = [], [], time.time()
     fetches = train_fetches(g)

@@ -27,7 +27,10 @@ import tempfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_OPS = 5
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import search_space  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,14 +47,6 @@ def parse_args(argv=None):
     p.add_argument("--retrain_args", default="", help="extra flags of every retraining")
     p.add_argument("--work_dir", help="keep every run's output_dir here")
     return p.parse_args(argv)
-
-
-def random_arc(num_cells, rng):
-    """A uniformly drawn arc string: node n picks each input in 0..n-1 and each op in 0..4."""
-    cell = lambda: [v for n in range(2, num_cells + 2)
-                    for v in (rng.integers(n), rng.integers(NUM_OPS), rng.integers(n),
-                              rng.integers(NUM_OPS))]
-    return " ".join(str(int(v)) for v in cell() + cell())
 
 
 def common_flags(args):
@@ -123,7 +118,7 @@ def main(argv=None):
                  ("rs-ws", "random search + weight sharing",
                   search(args, work_dir, "search_random", ["--random_search"]))]
         rng = np.random.default_rng(args.seed)
-        cells += [("random_{}".format(i), "random", random_arc(args.num_cells, rng))
+        cells += [("random_{}".format(i), "random", search_space.random_arc_string(args.num_cells, rng))
                   for i in range(args.num_random)]
         rows = [(name, source, arc) + retrain(args, work_dir, "retrain_" + name, arc)
                 for name, source, arc in cells]

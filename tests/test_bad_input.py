@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-import utils
+import errors
+import search_space
 from test_cli import ARC16, TF_STARTUP_NOISE
 from test_reliability import ROOT, assert_one_line_error, data_flags, runner  # noqa: F401
 
@@ -329,16 +330,16 @@ ARC_TEXT = st.one_of(
 @given(text=ARC_TEXT, num_cells=st.integers(1, 5))
 def test_parse_arc_random_text_only_user_error(text, num_cells):
     try:
-        normal, reduce = utils.parse_arc(text, num_cells)
-    except utils.UserError as e:
+        normal, reduce = search_space.parse_arc(text, num_cells)
+    except errors.UserError as e:
         assert "--child_fixed_arc" in str(e)
         return
     # accepted: then it is a valid arc that prints back to the same integers
     assert len(normal) == len(reduce) == 4 * num_cells
-    assert utils.arc_to_string(normal, reduce).split() == text.split()
+    assert search_space.arc_to_string(normal, reduce).split() == text.split()
     for cell in (normal, reduce):
         for pos, value in enumerate(cell):
-            assert 0 <= value < (pos // 4 + 2 if pos % 2 == 0 else utils.NUM_OPS)
+            assert 0 <= value < (pos // 4 + 2 if pos % 2 == 0 else search_space.NUM_OPS)
 
 
 @example(text="0 0 1\n2", num_cells=1)
@@ -346,8 +347,8 @@ def test_parse_arc_random_text_only_user_error(text, num_cells):
 @given(text=ARC_TEXT, num_cells=st.integers(1, 5))
 def test_parse_arc_error_is_one_line(text, num_cells):
     try:
-        utils.parse_arc(text, num_cells)
-    except utils.UserError as e:
+        search_space.parse_arc(text, num_cells)
+    except errors.UserError as e:
         assert "\n" not in str(e) and "\r" not in str(e), repr(str(e))
 
 

@@ -16,7 +16,7 @@ import graph as graph_lib
 import ops
 from micro_child import MicroChild
 from micro_controller import MicroController
-import utils
+import search_space
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
@@ -53,7 +53,7 @@ class _RecordingChild(MicroChild):
 # ---------------------------------------------------------------------------- fixed arc shapes
 @pytest.mark.parametrize("num_layers", [2, 3])
 def test_fixed_mnist_arc_shapes(num_layers):
-    normal, reduce = utils.parse_arc(MNIST_ARC, 5)
+    normal, reduce = search_space.parse_arc(MNIST_ARC, 5)
     assert _unused_count(normal, 5) == 5 and _unused_count(reduce, 5) == 3
     with _graph().as_default():
         child = _RecordingChild(num_classes=10, num_layers=num_layers, num_cells=5, out_filters=8,
@@ -84,7 +84,7 @@ def test_fixed_mnist_arc_shapes(num_layers):
 
 
 def test_fixed_eval_graph_has_no_aux_head_and_same_shapes():
-    normal, reduce = utils.parse_arc(MNIST_ARC, 5)
+    normal, reduce = search_space.parse_arc(MNIST_ARC, 5)
     with _graph().as_default():
         child = _RecordingChild(num_classes=4, num_layers=2, num_cells=5, out_filters=8,
                                 fixed_arc=(normal, reduce))
@@ -116,7 +116,7 @@ def test_factorized_reduction_odd_path_is_pad_slice_conv(size):
 @pytest.mark.parametrize("fixed", [True, False])
 def test_odd_feature_map_sizes_train(fixed):
     """10x10 images reach the second reduction at 5x5 (odd): shapes agree and the loss falls."""
-    normal, reduce = utils.parse_arc(SMALL_FIXED, 2)
+    normal, reduce = search_space.parse_arc(SMALL_FIXED, 2)
     rng = np.random.RandomState(0)
     labels = np.arange(12) % 3
     images = (rng.randn(12, 10, 10, 1) * 0.1 + labels[:, None, None, None]).astype(np.float32)
@@ -260,7 +260,7 @@ def _fixed_child(num_train_batches, **kw):
     args = dict(num_classes=3, num_layers=1, num_cells=2, out_filters=8, keep_prob=1.0,
                 drop_path_keep_prob=None, l2_reg=1e-4, lr_max=0.05, lr_min=0.0005,
                 num_train_batches=num_train_batches, num_epochs=20,
-                fixed_arc=utils.parse_arc(SMALL_FIXED, 2))
+                fixed_arc=search_space.parse_arc(SMALL_FIXED, 2))
     args.update(kw)
     return MicroChild(**args)
 
@@ -341,7 +341,7 @@ def test_search_child_same_output_for_sampled_and_fed_arc():
                 (normal, reduce), first = sess.run([controller.sample_arc, logits])
                 second = sess.run(logits, {arcs[0]: normal, arcs[1]: reduce})
                 np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-6)
-                seen.add(utils.arc_to_string(normal, reduce))
+                seen.add(search_space.arc_to_string(normal, reduce))
             # feeding really takes effect: two different arcs give different outputs
             a = sess.run(logits, {arcs[0]: CONV_ARC, arcs[1]: CONV_ARC})
             b = sess.run(logits, {arcs[0]: POOL_ARC, arcs[1]: POOL_ARC})

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import utils
+import search_space
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARC16 = "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2"
@@ -175,8 +175,8 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     assert sorted(int(row[0]) for row in samples) == [1] * 10 + [2] * 10
     assert len(finals) == 2
     for row in rows:
-        normal, reduce = utils.parse_arc(row[2], num_cells=2)
-        assert utils.arc_to_string(normal, reduce) == row[2]
+        normal, reduce = search_space.parse_arc(row[2], num_cells=2)
+        assert search_space.arc_to_string(normal, reduce) == row[2]
         assert 0.0 <= float(row[3]) <= 1.0
     assert all(int(row[4]) == 12 for row in samples)   # one reward batch: min(16, 12 valid)
     assert all(int(row[4]) == 12 for row in finals)    # the whole valid split
@@ -247,7 +247,7 @@ def test_search_quality_bench_end_to_end(data_dirs, tmp_path):
                       r.stdout, re.M)
     assert [row[0] for row in rows] == ["enas", "rs-ws", "random_0", "random_1"], r.stdout
     for name, valid, test, arc in rows:
-        utils.parse_arc(arc, 2)
+        search_space.parse_arc(arc, 2)
     for name in ("enas", "rs-ws"):
         with open(work / ("search_" + {"enas": "enas", "rs-ws": "random"}[name]) / "best_arc.txt") as f:
             assert f.read().strip() == [row[3] for row in rows if row[0] == name][0].strip()

@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 
 import data_utils
 from helpers import make_png_dataset
-from utils import UserError
+from errors import UserError
 
 
 def _read(dirs, channel=1, img_size=12, n_aug_img=1, **kw):

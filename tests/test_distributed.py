@@ -17,7 +17,7 @@ import pytest
 import cluster as cluster_lib
 from test_cli import ARC16
 from test_reliability import ROOT, ch_steps, data_flags, latest_step
-from utils import UserError
+from errors import UserError
 
 LAUNCHER = os.path.join(ROOT, "launch_local.py")
 TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2", "--child_out_filters", "4",

@@ -11,7 +11,8 @@ import tensorflow.compat.v1 as tf
 
 import export
 import progress
-import utils
+import errors
+import search_space
 import visualize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,13 +62,13 @@ def test_draw_arc_from_file_and_random_cells(tmp_path):
     rng = np.random.default_rng(0)
     for _ in range(20):  # draw_cell works for any valid cell
         b = int(rng.integers(1, 8))
-        normal, _ = utils.parse_arc(random_arc(b, rng), b)
+        normal, _ = search_space.parse_arc(random_arc(b, rng), b)
         img = visualize.draw_cell(normal, "random")
         assert img.dtype == np.uint8 and img.ndim == 3 and min(img.shape[:2]) >= 200
 
 
 def test_draw_arc_rejects_bad_arc(tmp_path):
-    with pytest.raises(utils.UserError):
+    with pytest.raises(errors.UserError):
         visualize.draw_arc("0 0 5 1", str(tmp_path))
     r = subprocess.run([sys.executable, "visualize.py", "1 2 3", "--output_dir", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -125,7 +126,7 @@ def trained(tmp_path_factory):
     dirs = make_png_dataset(root / "data", num_classes=3, per_class=(16, 4, 5), size=8, channel=3)
     data = data_utils.read_data(*dirs, channel=3, img_size=8, n_aug_img=1)
     flags = _flags()
-    fixed_arc = utils.parse_arc(ARC8, flags.child_num_cells)
+    fixed_arc = search_space.parse_arc(ARC8, flags.child_num_cells)
     out = str(root / "final")
     os.makedirs(out)
     with tf.Graph().as_default():
@@ -165,14 +166,14 @@ def test_export_refuses_foreign_folder_and_replaces_own(trained, tmp_path):
     foreign = tmp_path / "saved_model"
     foreign.mkdir()
     (foreign / "mine.txt").write_text("keep me")
-    with pytest.raises(utils.UserError, match="not overwriting"):
+    with pytest.raises(errors.UserError, match="not overwriting"):
         export.export_from_checkpoint(trained.flags, trained.data, trained.arc, trained.out,
                                       export_dir=str(foreign))
     assert (foreign / "mine.txt").read_text() == "keep me"
     again = export.export_from_checkpoint(trained.flags, trained.data, trained.arc, trained.out)
     assert os.path.isfile(os.path.join(again, "saved_model.pb"))
     assert not [n for n in os.listdir(trained.out) if n.startswith(".tmp_")]
-    with pytest.raises(utils.UserError, match="no checkpoint"):
+    with pytest.raises(errors.UserError, match="no checkpoint"):
         export.export_from_checkpoint(trained.flags, trained.data, trained.arc, str(tmp_path))
 
 
@@ -199,3 +200,32 @@ def test_predict_cli_on_folder(trained, tmp_path):
     bad = subprocess.run([sys.executable, "predict.py", trained.export_dir, str(tmp_path / "nope.png")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_predict_into_a_closed_pipe_ends_quietly(trained, tmp_path):
+    """`predict.py ... | head -1`: the reader closes the pipe after one line; predict stops
+    without a traceback and with status 0."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(3000):  # more output (about 200 KB) than a pipe buffer holds
+        cv2.imwrite(str(folder / "image_{:05d}_of_a_long_name.png".format(i)), np.full((8, 8, 3), i % 256, np.uint8))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    p = subprocess.Popen([sys.executable, "predict.py", trained.export_dir, str(folder)], cwd=ROOT,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()  # as `head -1` does
+    stderr = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0, stderr[-2000:]
+    assert first.decode().startswith(str(folder))
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_visualize_draws_without_tensorflow(tmp_path):
+    """Drawing a cell needs no TensorFlow: visualize.py imports none (python -X importtime)."""
+    arc = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
+    r = subprocess.run([sys.executable, "-X", "importtime", "visualize.py", arc, "--output_dir",
+                        str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path)) == ["normal.png", "reduction.png"]
+    imported = [line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line]
+    assert "cv2" in imported and not [m for m in imported if m.startswith("tensorflow")]

@@ -8,8 +8,9 @@ from hypothesis import example, given, settings, strategies as st
 import tensorflow.compat.v1 as tf
 
 import utils
+import search_space
 from micro_child import reduction_layers
-from utils import UserError
+from errors import UserError
 
 MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
 CIFAR_ARC = "1 0 1 1 1 1 0 0 1 1 0 0 0 3 0 3 1 3 1 1 1 1 0 3 0 3 0 3 1 3 0 1 1 3 0 2 0 3 1 0"
@@ -22,7 +23,7 @@ def _ints(s):
 # ----------------------------------------------------------------------------------- parse_arc
 @pytest.mark.parametrize("text", [MNIST_ARC, CIFAR_ARC])
 def test_parse_arc_examples_split_into_halves(text):
-    normal, reduce = utils.parse_arc(text, 5)
+    normal, reduce = search_space.parse_arc(text, 5)
     values = _ints(text)
     assert normal == values[:20]
     assert reduce == values[20:]
@@ -30,30 +31,30 @@ def test_parse_arc_examples_split_into_halves(text):
 
 
 def test_parse_arc_mnist_exact_halves():
-    normal, reduce = utils.parse_arc(MNIST_ARC, 5)
+    normal, reduce = search_space.parse_arc(MNIST_ARC, 5)
     assert normal == [1, 2, 1, 3, 0, 1, 0, 4, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1]
     assert reduce == [0, 1, 0, 4, 1, 0, 2, 0, 0, 3, 1, 1, 0, 0, 0, 0, 4, 1, 1, 0]
 
 
 def test_parse_arc_cifar_exact_halves():
-    normal, reduce = utils.parse_arc(CIFAR_ARC, 5)
+    normal, reduce = search_space.parse_arc(CIFAR_ARC, 5)
     assert normal == [1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 3, 0, 3, 1, 3, 1, 1]
     assert reduce == [1, 1, 0, 3, 0, 3, 0, 3, 1, 3, 0, 1, 1, 3, 0, 2, 0, 3, 1, 0]
 
 
 def test_parse_arc_accepts_extra_whitespace_and_newlines():
     text = "  " + MNIST_ARC.replace(" ", "\t", 3).replace(" 0 1 0 4", "\n0 1 0 4", 1) + "\n"
-    assert utils.parse_arc(text, 5) == utils.parse_arc(MNIST_ARC, 5)
+    assert search_space.parse_arc(text, 5) == search_space.parse_arc(MNIST_ARC, 5)
 
 
 def test_parse_arc_reads_a_file(tmp_path):
     path = tmp_path / "best_arc.txt"
     path.write_text(CIFAR_ARC + "\n")
-    assert utils.parse_arc(str(path), 5) == utils.parse_arc(CIFAR_ARC, 5)
+    assert search_space.parse_arc(str(path), 5) == search_space.parse_arc(CIFAR_ARC, 5)
 
 
 def test_parse_arc_small_num_cells():
-    normal, reduce = utils.parse_arc("0 4 1 2 2 0 0 3 1 1 0 0 2 3 1 4", 2)
+    normal, reduce = search_space.parse_arc("0 4 1 2 2 0 0 3 1 1 0 0 2 3 1 4", 2)
     assert normal == [0, 4, 1, 2, 2, 0, 0, 3]
     assert reduce == [1, 1, 0, 0, 2, 3, 1, 4]
 
@@ -73,7 +74,7 @@ def test_parse_arc_small_num_cells():
 ])
 def test_parse_arc_rejects_bad_input_with_user_error(text):
     with pytest.raises(UserError) as info:
-        utils.parse_arc(text, 5)
+        search_space.parse_arc(text, 5)
     message = str(info.value)
     assert "--child_fixed_arc" in message
     assert "\n" not in message
@@ -83,14 +84,14 @@ def test_parse_arc_rejects_bad_input_with_user_error(text):
 def test_parse_arc_odd_digit_tokens_raise_user_error(token):
     # tokens for which str.isdigit() is True (after stripping '-') but int() fails
     with pytest.raises(UserError, match="--child_fixed_arc"):
-        utils.parse_arc(ZEROS_15 + " " + token, 2)
+        search_space.parse_arc(ZEROS_15 + " " + token, 2)
 
 
 def test_parse_arc_binary_file_raises_user_error(tmp_path):
     path = tmp_path / "arc.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x80" * 4)
     with pytest.raises(UserError, match="--child_fixed_arc"):
-        utils.parse_arc(str(path), 2)
+        search_space.parse_arc(str(path), 2)
 
 
 def test_parse_arc_forward_index_in_later_node():
@@ -98,21 +99,21 @@ def test_parse_arc_forward_index_in_later_node():
     arc = _ints(MNIST_ARC)
     arc[4] = 3
     with pytest.raises(UserError, match="--child_fixed_arc"):
-        utils.parse_arc(" ".join(map(str, arc)), 5)
+        search_space.parse_arc(" ".join(map(str, arc)), 5)
     arc[4] = 2  # the largest legal index of node 3
-    assert utils.parse_arc(" ".join(map(str, arc)), 5)[0][4] == 2
+    assert search_space.parse_arc(" ".join(map(str, arc)), 5)[0][4] == 2
 
 
 def test_parse_arc_reduce_half_is_checked_too():
     arc = _ints(MNIST_ARC)
     arc[21] = 5  # first op of the reduction cell
     with pytest.raises(UserError, match="--child_fixed_arc"):
-        utils.parse_arc(" ".join(map(str, arc)), 5)
+        search_space.parse_arc(" ".join(map(str, arc)), 5)
 
 
 def test_parse_arc_wrong_num_cells_names_expected_count():
     with pytest.raises(UserError, match="32"):
-        utils.parse_arc(MNIST_ARC, 4)
+        search_space.parse_arc(MNIST_ARC, 4)
 
 
 def _valid_arc(arc, num_cells):
@@ -134,7 +135,7 @@ def _parse_or_user_error(text):
     """parse_arc(text, 2) either gives two valid arcs (returned) or a UserError naming the flag
     (None is returned); any other exception fails the test."""
     try:
-        normal, reduce = utils.parse_arc(text, 2)
+        normal, reduce = search_space.parse_arc(text, 2)
     except UserError as e:
         assert "--child_fixed_arc" in str(e)
         return None
@@ -178,20 +179,20 @@ def _arcs(draw, num_cells):
 @given(st.integers(1, 7).flatmap(lambda b: st.tuples(st.just(b), _arcs(b), _arcs(b))))
 def test_arc_to_string_round_trips(args):
     num_cells, normal, reduce = args
-    text = utils.arc_to_string(normal, reduce)
-    assert utils.parse_arc(text, num_cells) == (normal, reduce)
+    text = search_space.arc_to_string(normal, reduce)
+    assert search_space.parse_arc(text, num_cells) == (normal, reduce)
     assert len(text.split()) == 8 * num_cells
 
 
 def test_arc_to_string_round_trips_examples():
     for text in (MNIST_ARC, CIFAR_ARC):
-        assert utils.arc_to_string(*utils.parse_arc(text, 5)) == text
+        assert search_space.arc_to_string(*search_space.parse_arc(text, 5)) == text
 
 
 def test_arc_to_string_accepts_numpy_arrays():
     normal = np.array([0, 4, 1, 2, 2, 0, 0, 3], dtype=np.int32)
     reduce = np.array([1, 1, 0, 0, 2, 3, 1, 4], dtype=np.int32)
-    assert utils.arc_to_string(normal, reduce) == "0 4 1 2 2 0 0 3 1 1 0 0 2 3 1 4"
+    assert search_space.arc_to_string(normal, reduce) == "0 4 1 2 2 0 0 3 1 1 0 0 2 3 1 4"
 
 
 # ------------------------------------------------------------------------------- cosine LR
