@@ -39,7 +39,7 @@ def session_config(flags):
 
     Grappler (TensorFlow's graph optimizer) measured nothing but costs on these graphs: on the
     50,000-node search graph it took 8 s and 0.27 GB of peak memory per new fetch signature,
-    and the search step ran 6 % slower after it; with only its remapper off (the spec's
+    and the search step ran 6 % slower after it; with only its remapper off (an earlier
     measurement) inference had been 33-41 % slower than with it off. The search child's
     recomputed layers also need it off (ops.recomputed).
     """

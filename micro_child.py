@@ -1,4 +1,4 @@
-"""The child network of ENAS micro search (spec §2): a stack of normal and reduction cells.
+"""The child network of ENAS micro search: a stack of normal and reduction cells.
 
 API
   reduction_layers(num_layers)  ids of the two reduction cells: [n//3, 2*(n//3)+1]
@@ -9,11 +9,11 @@ API
 
 Two modes, side by side:
   fixed arc (`fixed_arc` given): the arcs are Python lists; each cell is built once, reduction cells use
-    stride-2 ops, drop path on ops 0-3, unused nodes concatenated (§2.4). Eval uses moving BN statistics.
+    stride-2 ops, drop path on ops 0-3, unused nodes concatenated. Eval uses moving BN statistics.
   search (`fixed_arc` None): the arcs are int32 [4B] tensors sampled per step; weights are shared per
     (layer, cell, slot, input index), as rows of one table per layer and kernel; each node reads
     only its sampled input (a TensorArray read) and runs only its sampled op (ops.select); unused
-    nodes are concatenated and projected back by a 1x1 conv (§2.3). Training recomputes every
+    nodes are concatenated and projected back by a 1x1 conv. Training recomputes every
     separable conv in the backward pass instead of keeping its activations, and the
     full-resolution layers around their sep convs' kept outputs; it frees each layer's nodes
     once its gradients exist. BN always uses batch statistics (shared weights have no
@@ -134,7 +134,7 @@ class MicroChild(object):
             return self._head(x, is_training), aux_logits
 
     def _bn_training(self, is_training):
-        """What ops.batch_norm is told: batch statistics only in search mode (spec difference 4)."""
+        """What ops.batch_norm is told: batch statistics only in search mode (README "Where we differ", 4)."""
         return ops.BATCH_STATS_ONLY if self.search else is_training
 
     def _stem(self, images, is_training):
@@ -167,7 +167,7 @@ class MicroChild(object):
         return ops.recomputed(search_layer, layers, keep_activations=True)
 
     def _calibrate(self, layers, out_filters, is_training):
-        """Brings the two cell inputs to the same H, W and to out_filters channels (§2.6)."""
+        """Brings the two cell inputs to the same H, W and to out_filters channels."""
         df, bn_training = self.data_format, self._bn_training(is_training)
         x, y = layers
         with tf.variable_scope("calibrate"):
@@ -186,7 +186,7 @@ class MicroChild(object):
         return [x, y]
 
     def _aux_head(self, x):
-        """Auxiliary classifier after the second reduction (§2.7); trained (spec difference 2).
+        """Auxiliary classifier after the second reduction; trained (README "Where we differ", 2).
 
         ReLU -> 5x5 avg pool stride 3 (VALID, or SAME when the map is smaller than 5) -> 1x1 conv 128
         -> BN -> ReLU -> hw x hw conv 768 -> BN -> ReLU -> global pool -> linear.
@@ -213,7 +213,7 @@ class MicroChild(object):
 
     # ------------------------------------------------------------------------- fixed-arc cell
     def _fixed_layer(self, layer_id, prev_layers, arc, out_filters, stride, is_training):
-        """A cell with a known arc (§2.4). Returns [N, H/stride, W/stride, n_unused * out_filters]."""
+        """A cell with a known arc. Returns [N, H/stride, W/stride, n_unused * out_filters]."""
         bn_training = self._bn_training(is_training)
         layers = self._calibrate(prev_layers, out_filters, is_training)
         layers[1] = ops.relu_conv_bn(layers[1], out_filters, bn_training, self.data_format, "layer_base")
@@ -284,7 +284,7 @@ class MicroChild(object):
 
     # ------------------------------------------------------------------- shared-weight cell
     def _enas_layer(self, prev_layers, arc, out_filters):
-        """A cell whose arc is an int32 [4B] tensor (§2.3).
+        """A cell whose arc is an int32 [4B] tensor.
 
         Returns (y [N, H, W, out_filters], [the TensorArray of its nodes]). The nodes live in a
         TensorArray: a node reads its sampled input with one dynamic read, and the gradient flows

@@ -74,7 +74,7 @@ def batch_norm(x, is_training, data_format, name="bn"):
     is_training: True: batch statistics, and the moving averages are updated as a control
     dependency of the output (so they run whenever the output is used); False: the moving
     statistics; BATCH_STATS_ONLY: batch statistics and no moving statistics at all (the search
-    child: shared weights have none per architecture, spec difference 4).
+    child: shared weights have none per architecture, README "Where we differ", 4).
     """
     c = channels(x, data_format)
     with tf.variable_scope(name):
@@ -130,7 +130,7 @@ def _odd_pixels_conv(x, w, data_format):
 
 
 def factorized_reduction(x, out_filters, is_training, data_format, name="fr"):
-    """Halves H and W and maps to out_filters channels without losing the odd pixels (§2.5).
+    """Halves H and W and maps to out_filters channels without losing the odd pixels.
 
     Path 1: a 1x1 conv to out_filters/2 on the even pixels; path 2: the same on the pixels shifted
     by one (the odd ones); concatenated, then BN. No ReLU inside (callers put one in front).
@@ -308,7 +308,7 @@ def global_avg_pool(x, data_format):
 def drop_path(x, keep_prob):
     """Drops whole examples' paths with probability 1 - keep_prob and rescales the rest by 1/keep_prob.
 
-    The mask is per example, [N, 1, 1, 1] (§2.10).
+    The mask is per example, [N, 1, 1, 1].
     """
     batch_size = tf.shape(x)[0]
     mask = tf.floor(keep_prob + tf.random.uniform([batch_size, 1, 1, 1], dtype=tf.float32))

@@ -39,7 +39,7 @@ def main(mode):
     """Entry point of both scripts: exit 0 on success, 2 on bad input, 1 on a non-finite loss."""
     tf.get_logger().setLevel("ERROR")
     tf.disable_v2_behavior()
-    tf.enable_resource_variables()  # ref variables race with in-place momentum updates (spec)
+    tf.enable_resource_variables()  # ref variables race with in-place momentum updates (NaN from step 2)
     enas_flags.define_flags(mode)
     try:
         FLAGS(sys.argv)
@@ -142,7 +142,7 @@ def restore_or_init(sess, g):
 
 
 class Loop(object):
-    """The original's loop (spec §5) over one session and one built graph."""
+    """The original's loop over one session and one built graph."""
 
     def __init__(self, sess, g, data, search, sync=None):
         """sync: the cluster.SyncTraining of a cluster's chief, else None."""

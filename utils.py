@@ -71,7 +71,7 @@ def cycle_starts(T_0, T_mul, max_epochs=10 ** 6):
 def cosine_lr_value(epoch, lr_max, lr_min, T_0, T_mul):
     """LR of cosine annealing with warm restarts (SGDR) at an integer epoch.
 
-    Unlike the original (spec difference 3) the first epoch of every cycle gets exactly lr_max.
+    Unlike the original (README "Where we differ", 3) the first epoch of every cycle gets exactly lr_max.
     """
     starts = cycle_starts(T_0, T_mul, epoch + 1)
     k = max(i for i, s in enumerate(starts) if s <= epoch)

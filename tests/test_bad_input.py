@@ -194,6 +194,7 @@ FLAG_CASES = {  # case: (replaced flags, what the error must name)
     "keep_prob_0": ({"--child_keep_prob": "0"}, ["--child_keep_prob"]),
     "n_aug_img_0": ({"--n_aug_img": "0"}, ["--n_aug_img"]),
     "img_size_not_a_number": ({"--img_size": "big"}, ["img_size"]),
+    "clip_mode_unknown": ({"--child_clip_mode": "value"}, ["--child_clip_mode", "value"]),
 }
 
 
@@ -236,6 +237,12 @@ def test_bad_flag_value(case, mode, runner, data, tmp_path):  # noqa: F811
     _, dirs = data
     replace, names = FLAG_CASES[case]
     _refused(runner, dirs, [], tmp_path, names, mode, base=_with(ARGS[mode], replace))
+
+
+def test_bad_shared_init(runner, data, tmp_path):  # noqa: F811
+    _, dirs = data
+    _refused(runner, dirs, [], tmp_path, ["--child_shared_init", "zeros"], "search",
+             base=_with(ARGS["search"], {"--child_shared_init": "zeros"}))
 
 
 def test_output_dir_is_a_file(runner, data, tmp_path):  # noqa: F811
