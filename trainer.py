@@ -173,6 +173,10 @@ class Loop(object):
             records.keep_rows_up_to(self.arcs_path, epochs_done)
         self.progress = progress.ProgressLog(FLAGS.output_dir, keep_up_to=epochs_done)
         print("Model has {} params".format(self.g.num_params))
+        self.first_step = step
+        print("{}: {} epochs of {} child steps ({} steps){}; --num_epochs sets how many".format(
+            "Search" if self.search else "Training", FLAGS.num_epochs, self.num_train_batches,
+            self.total_steps, ", resuming at step {}".format(step) if step else ""))
         try:
             if step > 0 and step // self.num_train_batches > epochs_done:
                 self.end_of_epoch(step)  # the run stopped between an epoch's last step and its end
@@ -223,7 +227,8 @@ class Loop(object):
         epoch = step // self.num_train_batches
         if self.search and epoch % FLAGS.controller_train_every == 0:
             if not FLAGS.random_search:
-                print("Epoch {}: Training controller".format(epoch))
+                print("Epoch {}: Training controller ({} updates of {} sampled cells)".format(
+                    epoch, FLAGS.controller_train_steps, FLAGS.controller_num_aggregate))
                 self.train_controller()
             self.print_sampled_arcs(epoch)
         if epoch % FLAGS.eval_every_epochs == 0 or step >= self.total_steps:
@@ -233,6 +238,18 @@ class Loop(object):
         self.epoch_losses = []
         self.g.set_epochs_done(self.sess, epoch)
         self.save()
+        self.print_progress(step)
+
+    def print_progress(self, step):
+        """One line: epochs and steps done, time so far, and the time left at this run's pace
+        (epoch ends included); a final scoring of the search comes after."""
+        done = step - self.first_step
+        left = (time.time() - self.start) / max(done, 1) * (self.total_steps - step)
+        print("Progress: epoch {}/{}, step {}/{}, {:.1f} min so far, about {:.1f} min left (ends "
+              "about {})".format(step // self.num_train_batches, FLAGS.num_epochs, step,
+                                 self.total_steps, self.mins(), left / 60.0,
+                                 time.strftime("%H:%M", time.localtime(time.time() + left))),
+              flush=True)
 
     def evaluate_all(self, step):
         print("Eval at {}".format(step))
@@ -324,9 +341,13 @@ class Loop(object):
         acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)
         print("Best architecture: {}{}".format(best_arc, acc))
         visualize.draw_arc(best_arc, FLAGS.output_dir, num_cells=FLAGS.child_num_cells, prefix="best_arc_")
-        print("Retrain it with:\n  " + records.retrain_command(FLAGS, best_path))
+        print("Retrain it with (the faithful final training: 630 epochs of 15 layers, hours on a "
+              "CPU):\n  " + records.retrain_command(FLAGS, best_path))
+        print("or, for a check in minutes:\n  " + records.retrain_command(FLAGS, best_path) +
+              " --num_epochs 10 --child_num_layers 6 --n_aug_img 1 --output_dir output/final_quick")
 
     def score_final_arcs(self):
+        print("Scoring {} sampled cells on the whole valid set".format(FLAGS.controller_num_final_arcs))
         rows, epoch = [], FLAGS.num_epochs
         n_valid = len(self.data["labels"]["valid"])
         for _ in range(FLAGS.controller_num_final_arcs):

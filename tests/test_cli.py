@@ -190,12 +190,20 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     assert re.search(r"--child_fixed_arc \S*best_arc\.txt", r.stdout)
     assert len(STEP_LINE.findall(r.stdout)) == 6
     assert len(re.findall(r"^ctrl_step = ", r.stdout, re.M)) == 2 * 2 * 2
+    # where the run is, and when it ends: a line per epoch with k/N and the time left
+    assert "Search: 2 epochs of 3 child steps (6 steps); --num_epochs sets how many" in r.stdout
+    progress = re.findall(r"^Progress: epoch (\d)/2, step (\d)/6, \d+\.\d min so far, about "
+                          r"\d+\.\d min left \(ends about \d\d:\d\d\)$", r.stdout, re.M)
+    assert progress == [("1", "3"), ("2", "6")], r.stdout
+    assert "Epoch 1: Training controller (2 updates of 2 sampled cells)" in r.stdout
+    assert "--num_epochs 10 --child_num_layers 6" in r.stdout  # the quick retraining
 
     retrain_out = str(tmp_path / "final")
     r2 = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
         "--num_epochs", "1", "--n_aug_img", "1",
         "--child_fixed_arc", os.path.join(out, "best_arc.txt"), "--output_dir", retrain_out])
     assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "Training: 1 epochs of 3 child steps (3 steps)" in r2.stdout
     assert re.search(r"^valid_accuracy: [01]\.\d{4}", r2.stdout, re.M)
     assert "model.ckpt-3.index" in os.listdir(retrain_out)
     # the retrained arc is the one the search found
@@ -220,7 +228,7 @@ def test_random_search_never_trains_the_controller(data_dirs, tmp_path):
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(out))
     assert reader.get_tensor("controller/softmax/b").tolist() == [[10.0, 10.0, 0.0, 0.0, 0.0]]
     assert int(reader.get_tensor("controller/train_step")) == 0
-    assert float(reader.get_tensor("baseline")) == 0.0
+    assert float(reader.get_tensor("controller/baseline")) == 0.0
     with open(os.path.join(out, "progress.tsv")) as f:
         entropies = [float(line.split("\t")[2]) for line in f if "\tentropy\t" in line]
     assert len(entropies) == 2
