@@ -17,8 +17,9 @@ build(flags, data, search, fixed_arc) -> Graph, a plain namespace with
   epochs_done   the last epoch whose end-of-epoch work (controller, eval) finished; with
                 set_epochs_done(sess, epoch) it lets a resumed run redo an interrupted epoch end
 """
-import os
 import types
+
+import utils  # noqa: F401  (first: TensorFlow's quiet import and its CPU allocator)
 
 import tensorflow.compat.v1 as tf
 
@@ -27,11 +28,6 @@ from micro_child import MicroChild
 from micro_controller import MicroController, UniformSampler
 
 EVAL_BATCH_SIZE = 100
-# CPU tensors from TensorFlow's best-fit-with-coalescing allocator instead of malloc: glibc kept
-# the freed activations of a step in fragmented heaps (peak 2.03 GB against 1.69 GB in a
-# 2,000-image search probe, at the same step time).
-# Read once, when the first session creates its CPU device.
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 
 def session_config(flags):

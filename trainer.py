@@ -43,6 +43,7 @@ def main(mode):
     enas_flags.define_flags(mode)
     try:
         FLAGS(sys.argv)
+        utils.probe_devices_quietly()
         run(mode)
     except (UserError, absl_flags.Error) as e:
         exit_with("error: {}".format(e), 2)

@@ -13,23 +13,20 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
+# CPU tensors from TensorFlow's best-fit-with-coalescing allocator instead of malloc: glibc kept
+# the freed activations of a step in fragmented heaps (README, engineering notes). Read once, when
+# the CPU device is made: here, before TensorFlow is imported.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 
 def import_tensorflow_quietly():
     """Imports TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA stubs) ignore
     TF_CPP_MIN_LOG_LEVEL and would bury a one-line error about bad input. Importing utils first
-    (as the scripts do) is enough.
-
-    On a machine without an NVIDIA driver it also looks for GPUs then, so that the CUDA
-    platform's expected "failed call to cuInit" error line is not printed by the first session;
-    where a driver exists, GPU start-up errors are real and stay visible.
-    """
+    (as the scripts do) is enough."""
     saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow as tf
-        if not os.path.exists("/dev/nvidiactl"):
-            tf.config.list_physical_devices("GPU")
+        import tensorflow.compat.v1  # noqa: F401
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
@@ -37,6 +34,26 @@ def import_tensorflow_quietly():
 
 
 import_tensorflow_quietly()
+
+
+def probe_devices_quietly():
+    """On a machine without an NVIDIA driver, looks for GPUs once with stderr closed, so that the
+    CUDA platform's expected "failed call to cuInit" error line is not printed by the first
+    session; where a driver exists, GPU start-up errors are real and stay visible. Call it once
+    per process before the first session (it starts TensorFlow's device threads, so not at
+    import: a process that forks after importing would hang). It uses device_lib, not tf.config,
+    whose eager context names devices /job:localhost and so breaks a cluster's placement."""
+    if os.path.exists("/dev/nvidiactl"):
+        return
+    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        from tensorflow.python.client import device_lib
+        device_lib.list_local_devices()
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
