@@ -8,6 +8,7 @@ API
   clip_gradients(grads, bound)     global-norm clipping that really clips
   count_params(variables)
 """
+import contextlib
 import math
 import os
 import sys
@@ -19,18 +20,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 
-def import_tensorflow_quietly():
-    """Imports TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA stubs) ignore
-    TF_CPP_MIN_LOG_LEVEL and would bury a one-line error about bad input. Importing utils first
-    (as the scripts do) is enough."""
+@contextlib.contextmanager
+def _stderr_closed():
+    """File descriptor 2 goes to /dev/null inside the block (C++ writes it directly)."""
     saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow.compat.v1  # noqa: F401
+        yield
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
         os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA stubs) ignore
+    TF_CPP_MIN_LOG_LEVEL and would bury a one-line error about bad input. Importing utils first
+    (as the scripts do) is enough."""
+    with _stderr_closed():
+        import tensorflow.compat.v1  # noqa: F401
 
 
 import_tensorflow_quietly()
@@ -45,15 +53,9 @@ def probe_devices_quietly():
     whose eager context names devices /job:localhost and so breaks a cluster's placement."""
     if os.path.exists("/dev/nvidiactl"):
         return
-    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    with _stderr_closed():
         from tensorflow.python.client import device_lib
         device_lib.list_local_devices()
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
