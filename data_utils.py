@@ -77,7 +77,7 @@ def _to_uint8(img):
     return None
 
 
-def _decode(path, channel, img_size):
+def decode_image(path, channel, img_size):
     """Decode one file to uint8 [img_size, img_size, channel] (RGB when 3); None if unreadable."""
     try:
         img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -126,7 +126,7 @@ def _read_split(split_dir, classes, channel, img_size, skip_bad_images):
     labels = np.empty(len(files), np.int32)
     n = 0
     for path, label in files:
-        img = _decode(path, channel, img_size)
+        img = decode_image(path, channel, img_size)
         if img is None:
             if not skip_bad_images:
                 raise UserError("cannot read %s as an image (remove it or pass "

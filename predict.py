@@ -4,7 +4,7 @@
 
 Prints `path<TAB>class<TAB>probability` per image (probability of the predicted class, 4 decimals).
 A folder means every image file in it (.png .jpg .jpeg .bmp .tif .tiff .webp), recursively, sorted.
-Images are read as training reads them (data_utils._decode: grayscale or RGB, resized to the
+Images are read as training reads them (data_utils.decode_image: grayscale or RGB, resized to the
 model's input size, read from the serving signature). Classes come from labels.txt in the
 SavedModel's parent folder. Bad input: one line on stderr, exit status 2.
 """
@@ -83,7 +83,8 @@ def main(argv):
             raise PredictError("{} does not exist or is not a folder".format(model_dir))
         labels = read_labels(model_dir)
         files = list_images(paths)
-        import utils  # noqa: F401  (imports TensorFlow quietly)
+        import utils  # imports TensorFlow quietly
+        utils.probe_devices_quietly()  # no "failed call to cuInit" line on a CPU-only machine
         import numpy as np
         import data_utils  # its private _decode is exactly training's conversion (no public helper)
         predictor = Predictor(model_dir)
@@ -91,7 +92,7 @@ def main(argv):
             batch_files = files[start:start + BATCH]
             batch = []
             for path in batch_files:
-                img = data_utils._decode(path, predictor.channel, predictor.img_size)
+                img = data_utils.decode_image(path, predictor.channel, predictor.img_size)
                 if img is None:
                     raise PredictError("cannot read {} as an image".format(path))
                 batch.append(img)

@@ -9,6 +9,8 @@ API
     .names()                    value names seen so far
     .plot(out_png, series_names, title)   one panel, one line per named series
   plot_train_progress(log_or_path, out_png)          train loss; valid / test accuracy
+  zoom_panel(y_label, series) -> panel or None      the later half of a panel on its own y range;
+        both plots add it under their accuracy panel when the late values sit in a narrow band
   plot_search_progress(arcs_tsv_path, eval_log, out_png)
         mean valid_acc of the sampled architectures per epoch (arcs.tsv `sample` rows) plus any
         valid_acc / test_acc in eval_log; controller baseline; controller entropy
@@ -216,13 +218,43 @@ def _pick(log, names):
     return {n: log.series(n) for n in names if log is not None and n in log.values}
 
 
+def zoom_panel(y_label, series, max_share=0.4):
+    """The later half of a panel's epochs on its own y range, or None when that half already
+    spans more than max_share of the full panel's range. A run spends most epochs near its best
+    accuracy (say 0.93-1.0 of a 0-1 axis), where the full panel shows a flat line.
+    series: {name: (xs, ys)} -> (label, {name: (xs, ys)}) or None."""
+    xs_all = sorted({x for xs, _ in series.values() for x in xs})
+    ys_all = [y for _, ys in series.values() for y in ys if math.isfinite(y)]
+    if len(xs_all) < 4 or not ys_all:
+        return None
+    first = xs_all[len(xs_all) // 2]
+    late = {n: ([x for x in xs if x >= first], [y for x, y in zip(xs, ys) if x >= first])
+            for n, (xs, ys) in series.items()}
+    late_ys = [y for _, ys in late.values() for y in ys if math.isfinite(y)]
+    if not late_ys or max(late_ys) - min(late_ys) > max_share * (max(ys_all) - min(ys_all)):
+        return None
+    return ("{} from epoch {} (zoomed)".format(y_label, _fmt(first, 1)), late)
+
+
+def _with_zoom(panels, y_label):
+    """panels with a zoom_panel of the panel named y_label inserted after it, where one helps."""
+    out = []
+    for label, series in panels:
+        out.append((label, series))
+        zoom = zoom_panel(label, series) if label == y_label else None
+        if zoom is not None:
+            out.append(zoom)
+    return out
+
+
 def plot_train_progress(log_or_path, out_png, title="Training progress"):
-    """Two panels: train loss; valid and test accuracy. log_or_path: ProgressLog, progress.tsv or
-    its folder. Reads the names loss, valid_acc, test_acc (and train_acc if present). Returns out_png."""
+    """Train loss; valid and test accuracy (and its later half zoomed, see zoom_panel).
+    log_or_path: ProgressLog, progress.tsv or its folder. Reads the names loss, valid_acc,
+    test_acc (and train_acc if present). Returns out_png."""
     log = _as_log(log_or_path)
     panels = [("train loss", _pick(log, ["loss"])),
               ("accuracy", _pick(log, ["train_acc", "valid_acc", "test_acc"]))]
-    return _save(out_png, draw_panels(panels, title))
+    return _save(out_png, draw_panels(_with_zoom(panels, "accuracy"), title))
 
 
 def read_sampled_acc(arcs_tsv_path):
@@ -242,7 +274,7 @@ def read_sampled_acc(arcs_tsv_path):
 
 
 def plot_search_progress(arcs_tsv_path, eval_log, out_png, title="Search progress"):
-    """Three panels: accuracy (mean valid_acc of the sampled arcs per epoch from arcs.tsv, and the
+    """Three panels (four with the accuracy's zoom_panel): accuracy (mean valid_acc of the sampled arcs per epoch from arcs.tsv, and the
     eval_log's valid_acc / test_acc if any), controller baseline, controller entropy.
     eval_log: ProgressLog, progress.tsv or its folder, or None; names read: baseline, entropy,
     valid_acc, test_acc. Returns out_png."""
@@ -253,4 +285,4 @@ def plot_search_progress(arcs_tsv_path, eval_log, out_png, title="Search progres
     panels = [("accuracy", acc),
               ("controller baseline", _pick(log, ["baseline"])),
               ("controller entropy", _pick(log, ["entropy"]))]
-    return _save(out_png, draw_panels(panels, title))
+    return _save(out_png, draw_panels(_with_zoom(panels, "accuracy"), title))

@@ -36,8 +36,9 @@ INPUT_COLOR = (182, 228, 250)     # BGR: light orange
 NODE_COLOR = (240, 220, 180)      # light blue
 OUTPUT_COLOR = (190, 235, 190)    # light green
 EDGE_COLOR = (70, 70, 70)
-CONCAT_COLOR = (150, 150, 150)
-OP_COLORS = [(170, 60, 20), (120, 40, 160), (30, 130, 30), (20, 100, 200), (90, 90, 90)]
+CONCAT_COLOR = (175, 175, 175)   # light grey, drawn dashed: unused nodes into the output
+OP_COLORS = [(170, 60, 20), (120, 40, 160), (30, 130, 30), (20, 100, 200), (130, 130, 0)]
+LABEL_CLEARANCE = 40              # px a label keeps from boxes that are not its edge's ends
 
 
 def _node_names(num_cells):
@@ -132,7 +133,8 @@ def _anchors(edges, pos):
 def _route(edges, pos):
     """-> [(points [n, 2], label_rect or None)] with curves and labels placed without overlaps."""
     boxes = {n: _box(p, pad=6) for n, p in pos.items()}
-    label_free = [_box(p, pad=16) for p in pos.values()]  # boxes and their arrow heads
+    near = {n: _box(p, pad=16) for n, p in pos.items()}  # a box and its arrow heads
+    far = {n: _box(p, pad=LABEL_CLEARANCE) for n, p in pos.items()}
     start, end = _anchors(edges, pos)
     placed_labels, routes = [], [None] * len(edges)
     bends = [0.0] + [s * k * 28.0 for k in range(1, 13) for s in (1, -1)]
@@ -143,6 +145,8 @@ def _route(edges, pos):
         src, dst, op = edges[i]
         p0, p2 = np.array(start[i]), np.array(end[i])
         others = [boxes[n] for n in boxes if n not in (src, dst)]
+        # a label next to another node's box reads as that node's: keep it well clear of those
+        label_free = [near[n] if n in (src, dst) else far[n] for n in pos]
         twin = sum(1 for j in order[:order.index(i)] if edges[j][:2] == (src, dst))
         best = None
         for bend in bends:
@@ -186,6 +190,17 @@ def _arrow_head(img, pts, color, size=11):
     cv2.fillConvexPoly(img, np.round(poly * 16).astype(np.int32), color, AA, 4)
 
 
+def _dashed(img, pts, color, dash=12.0):
+    """A polyline pts [n, 2] drawn as dashes of `dash` px with equal gaps."""
+    dense = np.concatenate([np.linspace(a, b, 8, endpoint=False) for a, b in zip(pts[:-1], pts[1:])])
+    along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
+    on = (along // dash) % 2 == 0
+    for a, b, keep in zip(dense[:-1], dense[1:], on[:-1]):
+        if keep:
+            cv2.line(img, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)),
+                     color, 2, AA, 4)
+
+
 def _put_centered(img, text, center, scale, thick, color=(0, 0, 0)):
     w, h, _ = _text_size(text, scale, thick)
     org = (int(round(center[0] - w / 2.0)), int(round(center[1] + h / 2.0)))
@@ -221,7 +236,10 @@ def draw_cell(cell_arc, title):
     for (src, dst, op), (pts, _) in zip(edges, routes):
         color = CONCAT_COLOR if op is None else OP_COLORS[op]
         p = pts + off
-        cv2.polylines(img, [np.round(p * 16).astype(np.int32)], False, color, 2, AA, 4)
+        if op is None:
+            _dashed(img, p, color)
+        else:
+            cv2.polylines(img, [np.round(p * 16).astype(np.int32)], False, color, 2, AA, 4)
         _arrow_head(img, p, color)
     for n, p in pos.items():
         x1, y1, x2, y2 = [int(round(v)) for v in _box(np.array(p) + off)]
@@ -238,7 +256,7 @@ def draw_cell(cell_arc, title):
         w, h, base = _text_size(search_space.OP_NAMES[op], LABEL_SCALE, LABEL_THICK)
         cv2.putText(img, search_space.OP_NAMES[op], (r[0] + 5, r[1] + 5 + h), FONT, LABEL_SCALE,
                     OP_COLORS[op], LABEL_THICK + 1, AA)
-    note = "grey arrows: unused nodes, concatenated into the cell output c_{k}"
+    note = "dashed grey arrows: unused nodes, concatenated into the cell output c_{k}"
     cv2.putText(img, note, (MARGIN, height - 14), FONT, 0.5, (90, 90, 90), 1, AA)
     return img
 
