@@ -30,6 +30,8 @@ import visualize
 from enas_flags import FLAGS
 from errors import UserError
 
+PROGRESS_EVERY_S = 60  # within a long epoch, a Progress line at least this often
+
 
 class NonFiniteLoss(Exception):
     """A NaN or Inf loss: the run stops, the last good checkpoint is kept."""
@@ -53,6 +55,20 @@ def main(mode):
         exit_with("error: {}".format(cluster_lib.describe(e)), 1)  # only clusters time out or get lost
     except KeyboardInterrupt:
         exit_with("Interrupted", 130)
+
+
+def progress_line(step, steps_per_epoch, num_epochs, first_step, elapsed_s, now=None):
+    """Where a run is and when it ends, at its pace since first_step (this process's start):
+    "Progress: epoch k/N, step s/S, ..." at an epoch's end, "Progress: in epoch k/N, ..." within one.
+    The time left includes the epoch ends (eval, controller) seen so far, not a search's final scoring."""
+    total = num_epochs * steps_per_epoch
+    left = elapsed_s / max(step - first_step, 1) * (total - step)
+    now = time.time() if now is None else now
+    where = ("epoch {}/{}" if step % steps_per_epoch == 0 else "in epoch {}/{}").format(
+        -(-step // steps_per_epoch), num_epochs)
+    return ("Progress: {}, step {}/{}, {:.1f} min so far, about {:.1f} min left (ends about {})"
+            .format(where, step, total, elapsed_s / 60.0, left / 60.0,
+                    time.strftime("%H:%M", time.localtime(now + left))))
 
 
 def exit_with(message, status):
@@ -174,7 +190,7 @@ class Loop(object):
             records.keep_rows_up_to(self.arcs_path, epochs_done)
         self.progress = progress.ProgressLog(FLAGS.output_dir, keep_up_to=epochs_done)
         print("Model has {} params".format(self.g.num_params))
-        self.first_step = step
+        self.first_step, self.last_progress = step, time.time()
         print("{}: {} epochs of {} child steps ({} steps){}; --num_epochs sets how many".format(
             "Search" if self.search else "Training", FLAGS.num_epochs, self.num_train_batches,
             self.total_steps, ", resuming at step {}".format(step) if step else ""))
@@ -215,6 +231,8 @@ class Loop(object):
         if not math.isfinite(loss):
             raise NonFiniteLoss("child loss is {} at step {}; stopped, the last checkpoint in {} is "
                                 "kept".format(loss, step, FLAGS.output_dir))
+        if step % self.num_train_batches and time.time() - self.last_progress > PROGRESS_EVERY_S:
+            self.print_progress(step)  # a long epoch: where the run is, at least once a minute
         if step // FLAGS.log_every > prev_step // FLAGS.log_every:
             self.summarize(step, {"child/loss": loss, "child/lr": lr, "child/grad_norm": grad_norm,
                                   "child/train_acc": train_acc / float(batch)})
@@ -242,15 +260,10 @@ class Loop(object):
         self.print_progress(step)
 
     def print_progress(self, step):
-        """One line: epochs and steps done, time so far, and the time left at this run's pace
-        (epoch ends included); a final scoring of the search comes after."""
-        done = step - self.first_step
-        left = (time.time() - self.start) / max(done, 1) * (self.total_steps - step)
-        print("Progress: epoch {}/{}, step {}/{}, {:.1f} min so far, about {:.1f} min left (ends "
-              "about {})".format(step // self.num_train_batches, FLAGS.num_epochs, step,
-                                 self.total_steps, self.mins(), left / 60.0,
-                                 time.strftime("%H:%M", time.localtime(time.time() + left))),
-              flush=True)
+        """Prints progress_line for this step and restarts the clock of the mid-epoch lines."""
+        self.last_progress = time.time()
+        print(progress_line(step, self.num_train_batches, FLAGS.num_epochs, self.first_step,
+                            self.last_progress - self.start), flush=True)
 
     def evaluate_all(self, step):
         print("Eval at {}".format(step))

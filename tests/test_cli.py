@@ -260,3 +260,16 @@ def test_search_quality_bench_end_to_end(data_dirs, tmp_path):
         with open(work / ("search_" + {"enas": "enas", "rs-ws": "random"}[name]) / "best_arc.txt") as f:
             assert f.read().strip() == [row[3] for row in rows if row[0] == name][0].strip()
     assert len(re.findall(r"^  (enas|rs-ws) \(.*\): [+-]\d\.\d{4}", r.stdout, re.M)) == 4
+
+
+def test_progress_line_within_and_at_the_end_of_an_epoch():
+    """The line names the epoch (under way or done) of N, the step of S, and a time left at the
+    pace since this process started: 40 steps in 2 min -> the 150 steps left take 7.5 min."""
+    import time
+    import trainer
+    now = time.mktime((2026, 1, 1, 12, 0, 0, 0, 1, -1))
+    mid = trainer.progress_line(50, 20, 10, 10, 120.0, now=now)
+    assert mid == ("Progress: in epoch 3/10, step 50/200, 2.0 min so far, about 7.5 min left "
+                   "(ends about 12:07)"), mid
+    end = trainer.progress_line(60, 20, 10, 0, 120.0, now=now)
+    assert end.startswith("Progress: epoch 3/10, step 60/200,") and "about 4.7 min left" in end
