@@ -13,6 +13,7 @@ API
       "img_size": int, "channel": int} (data_utils.read_data's dict).
     fixed_arc: (normal_arc, reduce_arc) as search_space.parse_arc returns.
     Raises UserError: no checkpoint; export_dir exists and is not a SavedModel this module wrote.
+    Raises WriteFailed (e.g. a full disk): the previous export, if any, is left as it was.
     The graph is always NHWC (the weights do not depend on data_format), so a model trained with
     NCHW on a GPU exports to one that serves on a CPU.
 
@@ -28,9 +29,10 @@ import shutil
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import records
 from micro_child import MicroChild
-from errors import UserError
+from errors import UserError, WriteFailed, cause_of
 
 MARKER = "enas_export.json"  # inside export_dir: says this module wrote it (safe to replace)
 SIGNATURE = "serving_default"
@@ -57,33 +59,15 @@ def build_inference_graph(flags_like, data, fixed_arc):
     return images, probabilities, classes
 
 
-def export_from_checkpoint(flags_like, data, fixed_arc, output_dir, export_dir=None, checkpoint=None):
-    """See the module docstring. Returns export_dir."""
-    export_dir = os.path.abspath(export_dir or os.path.join(output_dir, "saved_model"))
-    checkpoint = checkpoint or tf.train.latest_checkpoint(output_dir)
-    if not checkpoint:
-        raise UserError("no checkpoint in {} to export; train first".format(output_dir))
-    if os.path.exists(export_dir) and not _is_ours(export_dir):
-        raise UserError("{} exists and is not a SavedModel this program exported; not overwriting "
-                        "it (move it away or pick another folder)".format(export_dir))
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp_dir = os.path.join(parent, ".tmp_" + os.path.basename(export_dir))
-    old_dir = os.path.join(parent, ".tmp_old_" + os.path.basename(export_dir))
-    for d in (tmp_dir, old_dir):
-        if os.path.exists(d):
-            shutil.rmtree(d)
-
+def _write_saved_model(flags_like, data, fixed_arc, output_dir, checkpoint, tmp_dir):
+    """Restores checkpoint into a fresh inference graph and writes the SavedModel and its MARKER
+    (the metadata that says this program wrote it) into tmp_dir."""
     graph = tf.Graph()
     with graph.as_default():
         images, probabilities, classes = build_inference_graph(flags_like, data, fixed_arc)
         saver = tf.train.Saver(var_list=tf.global_variables())  # the checkpoint's extra slots are ignored
         with tf.Session(graph=graph) as sess:
-            try:
-                saver.restore(sess, checkpoint)
-            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-                raise UserError("checkpoint {} does not match this model (flags or arc differ): {}"
-                                .format(checkpoint, str(e).splitlines()[0][:200]))
+            checkpoints.restore(sess, saver, checkpoint, output_dir)
             signature = tf.saved_model.signature_def_utils.predict_signature_def(
                 inputs={"images": images},
                 outputs={"probabilities": probabilities, "classes": classes})
@@ -100,6 +84,30 @@ def export_from_checkpoint(flags_like, data, fixed_arc, output_dir, export_dir=N
             "fixed_arc": " ".join(str(int(v)) for v in list(fixed_arc[0]) + list(fixed_arc[1]))}
     with open(os.path.join(tmp_dir, MARKER), "w") as f:
         json.dump(meta, f, indent=1)
+
+
+def export_from_checkpoint(flags_like, data, fixed_arc, output_dir, export_dir=None, checkpoint=None):
+    """See the module docstring. Returns export_dir."""
+    export_dir = os.path.abspath(export_dir or os.path.join(output_dir, "saved_model"))
+    checkpoint = checkpoint or checkpoints.latest(output_dir)
+    if not checkpoint:
+        raise UserError("no checkpoint in {} to export; train first".format(output_dir))
+    if os.path.exists(export_dir) and not _is_ours(export_dir):
+        raise UserError("{} exists and is not a SavedModel this program exported; not overwriting "
+                        "it (move it away or pick another folder)".format(export_dir))
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = os.path.join(parent, ".tmp_" + os.path.basename(export_dir))
+    old_dir = os.path.join(parent, ".tmp_old_" + os.path.basename(export_dir))
+    for d in (tmp_dir, old_dir):
+        if os.path.exists(d):
+            shutil.rmtree(d)
+
+    try:
+        _write_saved_model(flags_like, data, fixed_arc, output_dir, checkpoint, tmp_dir)
+    except (tf.errors.OpError, OSError) as e:  # full disk, quota: the previous export stays
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise WriteFailed(export_dir, cause_of(e))
     # swap in: the old export (ours) moves aside, the new one takes its name, the old one goes
     if os.path.exists(export_dir):
         os.rename(export_dir, old_dir)
@@ -107,5 +115,5 @@ def export_from_checkpoint(flags_like, data, fixed_arc, output_dir, export_dir=N
     if os.path.exists(old_dir):
         shutil.rmtree(old_dir)
     records.write_atomic(os.path.join(parent, "labels.txt"),
-                       "".join("{}\n".format(n) for n in data["class_names"]))
+                         "".join("{}\n".format(n) for n in data["class_names"]))
     return export_dir

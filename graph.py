@@ -137,7 +137,8 @@ def build(flags, data, search, fixed_arc, sync=None):
     _build_epochs_done(g)
     g.num_params = g.train["num_params"]
     # One checkpoint is enough to survive a kill: the Saver writes the new one completely, then
-    # points `checkpoint` at it, and only then deletes the old one. A search checkpoint is ~45 MB.
-    g.saver = tf.train.Saver(max_to_keep=1)
+    # points `checkpoint` at it, and only then deletes the old one. Relative paths in `checkpoint`:
+    # a moved or copied output_dir resumes from its own files, not the old folder's.
+    g.saver = tf.train.Saver(max_to_keep=1, save_relative_paths=True)
     g.init_op = tf.global_variables_initializer()
     return g

@@ -6,11 +6,21 @@ Starts --num_ps parameter servers and --num_workers workers of main_child_traine
 127.0.0.1 ports, passes the chief's (worker 0's) output through, writes the other tasks' output to
 log files (their folder is printed first), and when the chief ends stops every process it started and
 exits with the chief's status. Ctrl-C reaches the chief, which saves a checkpoint as usual.
+
+Off the network: TensorFlow's gRPC servers listen on every interface whatever host the cluster
+names, and accept any request (they run any op, file reads and writes included). So on Linux the
+launcher first re-runs itself, and so every task, in a private user + network namespace
+(`unshare --user --map-root-user --net`) whose only interface is loopback: no port of the cluster
+can be reached from another machine, or from outside that namespace. Where the system does not
+allow that, it says so in one line and goes on unprotected.
 """
 import argparse
+import fcntl
 import os
+import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -20,6 +30,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 TRAINER = os.path.join(ROOT, "main_child_trainer.py")
 CLUSTER_FLAGS = ("--job_name", "--task_index", "--ps_hosts", "--worker_hosts")
 WORKER_GRACE_SECS = 30  # time the other workers get to finish their last step after the chief
+INSIDE_ENV = "ENAS_LAUNCH_LOCAL_NETNS"  # set in the re-run inside the private network namespace
+UNSHARE = ["--user", "--map-root-user", "--net"]
 
 
 def usage_error(message):
@@ -120,8 +132,43 @@ def report_failed_workers(exit_codes, log_dir):
                 name, code, os.path.join(log_dir, name + ".log")), file=sys.stderr)
 
 
+def isolate(argv):
+    """Re-runs this launcher with argv in a new user + network namespace (exec: same process,
+    same pid, same terminal), or returns why it cannot. Returns None inside that namespace."""
+    if os.environ.get(INSIDE_ENV):
+        loopback_up()
+        print("launch_local: the cluster runs in a private network namespace: its ports are on "
+              "loopback only", file=sys.stderr, flush=True)
+        return None
+    unshare = shutil.which("unshare") if sys.platform.startswith("linux") else None
+    if not unshare:
+        return "no unshare command (Linux util-linux)"
+    probe = subprocess.run([unshare] + UNSHARE + ["true"], capture_output=True, text=True)
+    if probe.returncode:
+        return (probe.stderr.strip().splitlines() or ["unshare failed"])[-1]
+    sys.stdout.flush()
+    os.execve(unshare, [unshare] + UNSHARE + [sys.executable, os.path.abspath(__file__)] + argv,
+              dict(os.environ, **{INSIDE_ENV: "1"}))
+
+
+def loopback_up():
+    """Brings up `lo`, which a new network namespace starts with down (ioctl SIOCSIFFLAGS, as
+    `ip link set lo up` does, without needing iproute2)."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, siocgifflags, request))[1]
+        fcntl.ioctl(s, siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
+
+
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    why_not = isolate(argv)
+    if why_not:
+        print("launch_local: cannot start the cluster in a private network namespace ({}); its "
+              "ports listen on every interface: run it only on a trusted network".format(why_not),
+              file=sys.stderr, flush=True)
     log_dir = tempfile.mkdtemp(prefix="enas_cluster_")
     print("launch_local: logs of the tasks other than the chief are in {}".format(log_dir),
           file=sys.stderr, flush=True)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 import records
+from errors import writing
 
 PROGRESS_FILE = "progress.tsv"
 HEADER = "epoch\tname\tvalue\n"
@@ -35,31 +36,24 @@ PLOT_W, PANEL_H = 780, 300  # width of the axes area; the legend sits right of i
 LEFT, TOP, BOTTOM = 90, 40, 55
 
 
+def _is_value(fields, keep_up_to):
+    """A whole progress.tsv line (epoch, name, value) of an epoch up to keep_up_to (None: any)."""
+    try:
+        epoch, _ = int(fields[0]), float(fields[2])
+    except (ValueError, IndexError):
+        return False
+    return len(fields) == 3 and (keep_up_to is None or epoch <= keep_up_to)
+
+
 class ProgressLog(object):
     """Per-epoch named values, persisted as whole lines in output_dir/progress.tsv."""
 
     def __init__(self, output_dir, keep_up_to=None, filename=PROGRESS_FILE):
         self.path = os.path.join(output_dir, filename)
         self.values = {}  # name -> {epoch: value}
-        if not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            lines = f.readlines()
-        kept = [HEADER]
-        for line in lines[1:]:
-            parts = line.rstrip("\n").split("\t")
-            if not line.endswith("\n") or len(parts) != 3:
-                continue  # torn last line of a stopped run
-            try:
-                epoch, value = int(parts[0]), float(parts[2])
-            except ValueError:
-                continue
-            if keep_up_to is not None and epoch > keep_up_to:
-                continue
-            self.values.setdefault(parts[1], {})[epoch] = value
-            kept.append(line)
-        if kept != lines:
-            records.write_atomic(self.path, "".join(kept))
+        for epoch, name, value in records.keep_lines(self.path, HEADER,
+                                                     lambda f: _is_value(f, keep_up_to)):
+            self.values.setdefault(name, {})[int(epoch)] = float(value)
 
     def add(self, epoch, **values):
         """Records values (numbers) for epoch, in memory and as whole lines on disk."""
@@ -71,12 +65,7 @@ class ProgressLog(object):
                 raise ValueError("bad value name {!r}".format(name))
             self.values.setdefault(name, {})[int(epoch)] = float(value)
             text += "{}\t{}\t{!r}\n".format(int(epoch), name, float(value))
-        if not os.path.exists(self.path):
-            text = HEADER + text
-        with open(self.path, "a") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        records.append_lines(self.path, text, HEADER)
 
     def names(self):
         return sorted(self.values)
@@ -199,9 +188,10 @@ def _save(out_png, img):
     ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     assert ok, out_png
     tmp = os.path.join(folder, ".tmp_" + os.path.basename(out_png))
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, out_png)
+    with writing(out_png):
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
+        os.replace(tmp, out_png)
     return out_png
 
 

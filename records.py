@@ -2,22 +2,28 @@
 
   check_flags(flags, search)             one-line UserError for out-of-range flag values
   shaping_flags(flags, mode, arc, n)     the flags that shape the saved weights
-  prepare_output_dir(path, reset, run)   create / safely reset / check a resumable output_dir
-  append_rows, keep_rows_up_to           arcs.tsv: whole lines only, trimmed to the checkpoint on resume
+  prepare_output_dir(path, reset, run)   create / lock / safely reset / check a resumable output_dir
+  lock_output_dir(path)                  one live run per output_dir (flock of path/.lock)
+  append_lines, keep_lines               a TSV of whole lines only: appended in one write (cut back if
+                                         the disk fills), trimmed on resume
+  append_rows, keep_rows_up_to           arcs.tsv through those two, trimmed to the checkpoint
   write_atomic(path, text)               write to a temp file, then rename
   retrain_command(flags, arc_path)       the main_child_trainer.py command for a found arc
 """
+import fcntl
 import json
 import os
 import shutil
 
-from errors import UserError
+from errors import UserError, WriteFailed, writing
 
 RUN_FLAGS_FILE = "run_flags.json"
 ADDED_LATER = {"random_search": False}  # shaping flags an older run_flags.json lacks: their value then
 ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 # Names this program writes into output_dir; a reset deletes only these.
-OWN_NAMES = ("checkpoint", "stdout", "arcs.tsv", "best_arc.txt", RUN_FLAGS_FILE, "labels.txt",
+LOCK_FILE = ".lock"  # flock of the run writing to output_dir (lock_output_dir)
+_LOCKS = {}  # realpath of a lock file -> the open file holding this process's lock
+OWN_NAMES = (LOCK_FILE, "checkpoint", "stdout", "arcs.tsv", "best_arc.txt", RUN_FLAGS_FILE, "labels.txt",
              "saved_model", "progress.tsv", "search_progress.png", "train_progress.png")
 OWN_PREFIXES = ("model.ckpt-", "events.out.tfevents", "best_arc_", ".tmp_")
 
@@ -80,6 +86,8 @@ def _reset(path):
         raise UserError("--reset_output_dir: {} holds '{}', which this program did not write; "
                         "not deleting anything".format(path, foreign[0]))
     for name in names:
+        if name == LOCK_FILE:
+            continue  # this run's own lock: deleting it would let another run take a new one
         full = os.path.join(path, name)
         shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
 
@@ -101,56 +109,116 @@ def _check_resume(path, run_flags):
                             "--output_dir or the same value".format(flag, value, path, saved.get(key)))
 
 
+def lock_output_dir(path):
+    """Takes path/.lock for the rest of this process (an exclusive flock holding its pid), or
+    raises UserError naming the live process that holds it. The kernel drops the lock when its
+    process ends, however it ends (kill -9 too), so a killed run never blocks the next one."""
+    lock_path = os.path.join(path, LOCK_FILE)
+    if os.path.realpath(lock_path) in _LOCKS:
+        return  # this process already holds it (a second run in one process, as tests do)
+    with writing(lock_path):
+        f = open(lock_path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise UserError("--output_dir {} is in use by a live run (process {}); wait for it to end, "
+                        "or use another --output_dir".format(path, holder))
+    with writing(lock_path):
+        f.truncate(0)
+        f.write("{}\n".format(os.getpid()))
+        f.flush()
+    _LOCKS[os.path.realpath(lock_path)] = f
+
+
 def prepare_output_dir(path, reset, run_flags):
-    """Creates path (or resets it safely), checks a resumable run matches, saves run_flags."""
+    """Creates path, locks it for this run (lock_output_dir), resets it safely if asked, checks
+    that a run to resume matches, saves run_flags. Changes nothing if another run holds it."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError("--output_dir {} is a file, expected a folder".format(path))
-    if os.path.isdir(path) and reset:
-        _reset(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise UserError("--output_dir {}: cannot create it ({})".format(path, e.strerror))
     if not os.access(path, os.W_OK | os.X_OK):
         raise UserError("--output_dir {} is not writable".format(path))
+    lock_output_dir(path)
+    if reset:
+        _reset(path)
     _check_resume(path, run_flags)
     write_atomic(os.path.join(path, RUN_FLAGS_FILE), json.dumps(run_flags, indent=1) + "\n")
 
 
 def write_atomic(path, text):
-    """Writes text to path through a temporary file and a rename, so no reader sees half a file."""
+    """Writes text to path through a temporary file and a rename, so no reader sees half a file.
+    WriteFailed(path) if the disk is full: path is then as it was."""
     tmp = os.path.join(os.path.dirname(path) or ".", ".tmp_" + os.path.basename(path))
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def append_lines(path, text, header):
+    """Appends whole lines (text ends with a newline) to a TSV in one write and fsync, the header
+    first if the file is new. If the disk fills mid-write the file is cut back to its old length,
+    so it only ever holds whole lines; then WriteFailed(path)."""
+    old_size = os.path.getsize(path) if os.path.exists(path) else 0
+    text = text if old_size else header + text
+    try:
+        with writing(path):
+            with open(path, "a") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+    except WriteFailed:
+        if os.path.exists(path):
+            os.truncate(path, old_size)
+        raise
+
+
+def keep_lines(path, header, keep):
+    """On resume: rewrites a TSV with only its whole lines (not a torn last one) for which
+    keep(fields) is true. Returns the kept lines' fields, header excluded ([] if no file)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.readlines()
+    kept, fields = [header], []
+    for line in lines[1:]:
+        parts = line.rstrip("\n").split("\t")
+        if line.endswith("\n") and keep(parts):
+            kept.append(line)
+            fields.append(parts)
+    if kept != lines:
+        write_atomic(path, "".join(kept))
+    return fields
 
 
 def append_rows(path, rows):
-    """Appends (epoch, source, arc, valid_acc, n_images) rows to arcs.tsv in one write."""
-    text = "".join("{}\t{}\t{}\t{:.4f}\t{}\n".format(*row) for row in rows)
-    if not os.path.exists(path):
-        text = ARCS_HEADER + text
-    with open(path, "a") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    """Appends (epoch, source, arc, valid_acc, n_images) rows to arcs.tsv (see append_lines)."""
+    append_lines(path, "".join("{}\t{}\t{}\t{:.4f}\t{}\n".format(*row) for row in rows), ARCS_HEADER)
+
+
+def _arcs_row_of(fields, epoch, drop_source):
+    try:
+        return len(fields) == 5 and int(fields[0]) <= epoch and fields[1] != drop_source
+    except ValueError:
+        return False
 
 
 def keep_rows_up_to(path, epoch, drop_source=None):
     """On resume: drops rows of epochs after the restored checkpoint, any torn last line, and
     (drop_source) rows of that source, e.g. final candidates a stopped run scored but never picked."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = f.readlines()
-    fields = [line.split("\t") for line in lines]
-    kept = [ARCS_HEADER] + [line for line, f in zip(lines[1:], fields[1:])
-                            if line.endswith("\n") and len(f) == 5 and int(f[0]) <= epoch
-                            and f[1] != drop_source]
-    if kept != lines:
-        write_atomic(path, "".join(kept))
+    keep_lines(path, ARCS_HEADER, lambda fields: _arcs_row_of(fields, epoch, drop_source))
 
 
 def retrain_command(flags, arc_path):

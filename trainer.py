@@ -18,6 +18,7 @@ import numpy as np
 from absl import flags as absl_flags
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import cluster as cluster_lib
 import data_utils
 import enas_flags
@@ -28,7 +29,7 @@ import records
 import search_space
 import visualize
 from enas_flags import FLAGS
-from errors import UserError
+from errors import UserError, WriteFailed
 
 PROGRESS_EVERY_S = 60  # within a long epoch, a Progress line at least this often
 
@@ -38,7 +39,8 @@ class NonFiniteLoss(Exception):
 
 
 def main(mode):
-    """Entry point of both scripts: exit 0 on success, 2 on bad input, 1 on a non-finite loss."""
+    """Entry point of both scripts: exit 0 on success, 2 on bad input, 1 on a non-finite loss,
+    a lost cluster or a file it cannot write."""
     tf.get_logger().setLevel("ERROR")
     tf.disable_v2_behavior()
     tf.enable_resource_variables()  # ref variables race with in-place momentum updates (NaN from step 2)
@@ -51,6 +53,9 @@ def main(mode):
         exit_with("error: {}".format(e), 2)
     except (NonFiniteLoss, cluster_lib.ClusterError) as e:
         exit_with("error: {}".format(e), 1)
+    except WriteFailed as e:
+        exit_with("error: {}; the run stopped and its last checkpoint in {} is kept: free space, "
+                  "then rerun the same command to resume".format(e, FLAGS.output_dir), 1)
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.AbortedError) as e:
         exit_with("error: {}".format(cluster_lib.describe(e)), 1)  # only clusters time out or get lost
     except KeyboardInterrupt:
@@ -143,16 +148,11 @@ def open_session(g, sync):
 
 
 def restore_or_init(sess, g):
-    """Restores the latest checkpoint in output_dir if any, else initialises every variable."""
-    latest = tf.train.latest_checkpoint(FLAGS.output_dir)
+    """Restores the checkpoint in output_dir if there is one (checkpoints.latest), else
+    initialises every variable."""
+    latest = checkpoints.latest(FLAGS.output_dir)
     if latest:
-        try:
-            g.saver.restore(sess, latest)
-        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError):
-            raise UserError(
-                "--output_dir {}: its checkpoint {} does not fit this model (other model flags, or "
-                "an older version of this code); use another --output_dir, or --reset_output_dir "
-                "to start over".format(FLAGS.output_dir, os.path.basename(latest)))
+        checkpoints.restore(sess, g.saver, latest, FLAGS.output_dir)
         print("Resumed from {} at step {}".format(latest, int(sess.run(g.global_step))))
     else:
         sess.run(g.init_op)
@@ -216,8 +216,7 @@ class Loop(object):
         return int(self.sess.run(self.g.global_step))
 
     def save(self):
-        self.g.saver.save(self.sess, os.path.join(FLAGS.output_dir, "model.ckpt"),
-                          global_step=self.global_step(), write_meta_graph=False)
+        checkpoints.save(self.sess, self.g.saver, FLAGS.output_dir, self.global_step())
 
     def child_step(self, prev_step):
         """One training step of the child (search: on a freshly sampled architecture); returns the

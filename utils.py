@@ -13,6 +13,8 @@ import math
 import os
 import sys
 
+from errors import writing
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
 # CPU tensors from TensorFlow's best-fit-with-coalescing allocator instead of malloc: glibc kept
 # the freed activations of a step in fragmented heaps (README, engineering notes). Read once, when
@@ -65,17 +67,21 @@ class Logger(object):
 
     def __init__(self, path):
         self.terminal = sys.stdout
-        self.log = open(path, "a")
+        self.path = path
+        with writing(path):
+            self.log = open(path, "a")
 
     def write(self, message):
         self.terminal.write(message)
         self.terminal.flush()
-        self.log.write(message)
-        self.log.flush()
+        with writing(self.path):
+            self.log.write(message)
+            self.log.flush()
 
     def flush(self):
         self.terminal.flush()
-        self.log.flush()
+        with writing(self.path):
+            self.log.flush()
 
 
 def cycle_starts(T_0, T_mul, max_epochs=10 ** 6):

@@ -21,7 +21,7 @@ import sys
 import cv2
 import numpy as np
 
-from errors import UserError
+from errors import UserError, WriteFailed, writing
 import search_space
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -264,7 +264,8 @@ def draw_cell(cell_arc, title):
 def draw_arc(arc_text, output_dir, num_cells=5, prefix=""):
     """Parses the arc (string or file), writes <prefix>normal.png and <prefix>reduction.png.
 
-    Returns the two paths. Raises UserError for a bad arc or an unwritable output_dir.
+    Returns the two paths. Raises UserError for a bad arc or an output_dir it cannot create,
+    WriteFailed for a PNG it cannot write (e.g. a full disk).
     """
     normal, reduce_ = search_space.parse_arc(arc_text, num_cells)
     try:
@@ -279,12 +280,10 @@ def draw_arc(arc_text, output_dir, num_cells=5, prefix=""):
         if not ok:
             raise UserError("cannot encode {}".format(path))
         tmp = os.path.join(output_dir, ".tmp_" + os.path.basename(path))
-        try:
+        with writing(path):
             with open(tmp, "wb") as f:
                 f.write(buf.tobytes())
             os.replace(tmp, path)
-        except OSError as e:
-            raise UserError("cannot write {} ({})".format(path, e.strerror))
         paths.append(path)
     return paths
 
@@ -304,6 +303,9 @@ def main(argv=None):
     except UserError as e:
         print("error: {}".format(e).replace("--child_fixed_arc", "arc"), file=sys.stderr)
         return 2
+    except WriteFailed as e:
+        print("error: {}".format(e), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -80,7 +80,53 @@ def test_two_workers_share_the_updates_and_learn(cluster_data, tmp_path):
     assert not [name for name, pid in started_pids(stderr).items() if alive(pid)]
 
 
+def listening_ports(net_dir):
+    """{port: address hex} of the LISTEN TCP sockets in /proc/.../net/tcp and tcp6 of net_dir."""
+    ports = {}
+    for name in ("tcp", "tcp6"):
+        with open(os.path.join(net_dir, name)) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A":  # TCP_LISTEN
+                    address, port = local.split(":")
+                    ports[int(port, 16)] = address
+    return ports
+
+
+def interfaces(net_dir):
+    with open(os.path.join(net_dir, "dev")) as f:
+        return sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
+
+
+def cluster_ports(pid):
+    """The ports named by a task's --ps_hosts / --worker_hosts."""
+    argv = open("/proc/{}/cmdline".format(pid)).read().split("\0")
+    hosts = argv[argv.index("--ps_hosts") + 1] + "," + argv[argv.index("--worker_hosts") + 1]
+    return [int(h.rsplit(":", 1)[1]) for h in hosts.split(",")]
+
+
+def assert_off_the_network(pids):
+    """Every task's servers listen, seen from this (the host's) network namespace, nowhere: they
+    live in another namespace whose only interface is loopback."""
+    ports = cluster_ports(pids["worker0"])
+    host_ns = os.readlink("/proc/self/ns/net")
+    host_listening = listening_ports("/proc/self/net")
+    assert not [p for p in ports if p in host_listening], (ports, host_listening)
+    for name, pid in pids.items():
+        assert os.readlink("/proc/{}/ns/net".format(pid)) != host_ns, name
+        net = "/proc/{}/net".format(pid)
+        assert interfaces(net) == ["lo"], (name, interfaces(net))
+        assert set(ports) <= set(listening_ports(net)), (name, ports, listening_ports(net))
+
+
+def namespaces_work():
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "true"],
+                          capture_output=True).returncode == 0
+
+
 def test_killed_worker_stops_the_chief_with_a_message(cluster_data, tmp_path):
+    """While it runs, the cluster is off the network (where namespaces work); then a killed
+    worker stops it."""
     out = str(tmp_path / "out")
     run = launch(data_flags(cluster_data) + TINY + ["--num_epochs", "500", "--output_dir", out,
                                                     "--sync_timeout_secs", "15"], tmp_path)
@@ -89,6 +135,11 @@ def test_killed_worker_stops_the_chief_with_a_message(cluster_data, tmp_path):
         assert time.time() < deadline and run.poll() is None, run.read_logs()[1][-3000:]
         time.sleep(1)
     pids = started_pids(run.read_logs()[1])
+    if namespaces_work():
+        assert "private network namespace: its ports are on loopback only" in run.read_logs()[1]
+        assert_off_the_network(pids)
+    else:
+        assert "cannot start the cluster in a private network namespace" in run.read_logs()[1]
     os.kill(pids["worker1"], signal.SIGKILL)
     run.wait(timeout=300)  # 15 s without an update, then shut-down: far below this bound
     stdout, stderr = run.read_logs()

@@ -211,14 +211,15 @@ def data_flags(dirs):
 
 
 def snapshot(folder, only=None):
-    """{name: (size, mtime_ns, sha of contents)} of every file under folder (names relative)."""
+    """{name: (size, mtime_ns, sha of contents)} of every file under folder (names relative), but
+    the lock file, which holds the process id of whichever run last took the folder."""
     import hashlib
     result = {}
     for dirpath, _, files in os.walk(folder):
         for name in files:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, folder)
-            if only is not None and not only(rel):
+            if rel == records.LOCK_FILE or (only is not None and not only(rel)):
                 continue
             st = os.stat(path)
             with open(path, "rb") as f:
