@@ -6,9 +6,10 @@
                                          mismatch, instead of TensorFlow's traceback
   save(sess, saver, output_dir, step)    errors.WriteFailed (exit 1) if it cannot be written
 
-Nothing here deletes a file: a run that cannot resume stops and says what to do. Checkpoints are
-written with paths relative to output_dir (Saver(save_relative_paths=True)), so a moved or copied
-output_dir resumes from its own files.
+A run that cannot resume stops and says what to do; nothing here deletes a file (the Saver drops
+the previous checkpoint only once the next one is whole). `checkpoint` names the latest one by a
+path relative to output_dir (graph.py's Saver(save_relative_paths=True)), and latest() reads only
+its file name, so a moved or copied output_dir resumes from its own files.
 """
 import glob
 import os
@@ -25,6 +26,7 @@ START_OVER = ("nothing was deleted; move {} away to keep it and start over with 
 
 
 def _steps_on_disk(output_dir):
+    """Sorted N of the model.ckpt-N.index files in output_dir."""
     names = glob.glob(os.path.join(glob.escape(output_dir), PREFIX + "-*.index"))
     return sorted(int(m.group(1)) for m in (re.search(r"-(\d+)\.index$", n) for n in names) if m)
 
@@ -32,18 +34,19 @@ def _steps_on_disk(output_dir):
 def latest(output_dir):
     """The prefix (output_dir/model.ckpt-N) named by output_dir/checkpoint, None for a new run.
 
-    A `checkpoint` file that cannot be parsed or names a step whose .index file is missing, and
-    model.ckpt-N files without a `checkpoint` file, raise UserError: TensorFlow would report no
-    checkpoint and the run would silently start over (and trim arcs.tsv to epoch 0)."""
+    A `checkpoint` file that cannot be parsed or names a step whose .index file is missing raises
+    UserError: TensorFlow would report no checkpoint and the run would silently start over (and
+    trim arcs.tsv to epoch 0). model.ckpt-N files without a `checkpoint` file (a kill between the
+    two writes of the first save) resume from the latest N whose .index exists: the Saver writes
+    a checkpoint's .index last, so such a checkpoint is whole."""
     state_path = os.path.join(output_dir, STATE_FILE)
     if not os.path.exists(state_path):
         steps = _steps_on_disk(output_dir)
-        if steps:
-            raise UserError("--output_dir {}: it holds {}-{} but no '{}' file naming it; write a line "
-                            "model_checkpoint_path: \"{}-{}\" into {} to resume, or: {}".format(
-                                output_dir, PREFIX, steps[-1], STATE_FILE, PREFIX, steps[-1],
-                                state_path, START_OVER.format(output_dir)))
-        return None
+        if not steps:
+            return None
+        print("{} has no '{}' file; resuming from {}-{}, its latest checkpoint".format(
+            output_dir, STATE_FILE, PREFIX, steps[-1]))
+        return os.path.join(output_dir, "{}-{}".format(PREFIX, steps[-1]))
     try:
         state = tf.train.get_checkpoint_state(output_dir)
     except Exception:  # noqa: BLE001  (a text-format parse error or ValueError, by TF version)

@@ -71,6 +71,11 @@ def define_flags(mode):
                       "near the identity) or he (independent he_normal rows, as the original).")
         _define_controller_flags()
     else:
+        DEFINE_string("mixed_precision", "none",
+                      "none, mixed_bfloat16 (CPU: TensorFlow's oneDNN bfloat16 rewrite; fast only "
+                      "with AMX, slower than float32 on CPUs with only AVX-512 BF16) or "
+                      "mixed_float16 (NVIDIA GPUs, with dynamic loss scaling). Variables and BN "
+                      "statistics stay float32.")
         DEFINE_boolean("export_only", False, "Only export output_dir's latest checkpoint as a SavedModel "
                                              "(output_dir/saved_model), then stop.")
         _define_cluster_flags()

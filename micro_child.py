@@ -80,11 +80,14 @@ class MicroChild(object):
                  drop_path_keep_prob=None, use_aux_heads=True, l2_reg=1e-4, grad_bound=5.0,
                  clip_mode="global", shared_init="aligned",
                  lr_max=0.05, lr_min=0.0005, lr_T_0=10, lr_T_mul=2, num_train_batches=1,
-                 num_epochs=1, data_format="NHWC", fixed_arc=None, name="child"):
+                 num_epochs=1, data_format="NHWC", fixed_arc=None, loss_scaling=False,
+                 name="child"):
         """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints.
 
         clip_mode: how grad_bound clips (utils.clip_gradients): "global" norm or per-tensor "norm".
         shared_init: how the search's shared tables start, "aligned" or "he" (module docstring).
+        loss_scaling: dynamic loss scaling, which float16 training needs (gradients that would
+        underflow in float16 are scaled up; a step whose gradients overflow is skipped).
         """
         self.num_classes = num_classes
         self.num_layers = num_layers
@@ -103,6 +106,7 @@ class MicroChild(object):
         self.data_format = data_format
         self.fixed_arc = fixed_arc
         self.search = fixed_arc is None
+        self.loss_scaling = loss_scaling
         self.name = name
         self.pool_layers = reduction_layers(num_layers)
         self.aux_head_layer = self.pool_layers[-1] + 1
@@ -433,12 +437,17 @@ class MicroChild(object):
                 tf.nn.sparse_softmax_cross_entropy_with_logits(logits=aux_logits, labels=labels))
         variables = [v for v in tf.trainable_variables() if v.name.startswith(self.name + "/")]
         l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
-        grads = tf.gradients(loss + self.l2_reg * l2, variables)
-        grads, grad_norm = utils.clip_gradients(grads, self.grad_bound, self.clip_mode)
         lr = utils.cosine_lr(self.global_step, self.num_train_batches, **self.lr_args)
         optimizer = tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=True)
+        if self.loss_scaling:
+            optimizer = tf.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, "dynamic")
         if wrap_optimizer is not None:
             optimizer = wrap_optimizer(optimizer)
+        if self.loss_scaling:  # scales the loss, unscales the gradients
+            grads = [g for g, _ in optimizer.compute_gradients(loss + self.l2_reg * l2, variables)]
+        else:
+            grads = tf.gradients(loss + self.l2_reg * l2, variables)
+        grads, grad_norm = utils.clip_gradients(grads, self.grad_bound, self.clip_mode)
         train_op = optimizer.apply_gradients(zip(grads, variables), global_step=self.global_step)
         predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
         train_acc = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))

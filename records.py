@@ -18,6 +18,7 @@ import shutil
 from errors import UserError, WriteFailed, writing
 
 RUN_FLAGS_FILE = "run_flags.json"
+MIXED_PRECISION = ("none", "mixed_bfloat16", "mixed_float16")  # --mixed_precision (retraining)
 ADDED_LATER = {"random_search": False}  # shaping flags an older run_flags.json lacks: their value then
 ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 # Names this program writes into output_dir; a reset deletes only these.
@@ -51,6 +52,9 @@ def check_flags(flags, search):
     for name in ("child_keep_prob", "child_drop_path_keep_prob"):
         if not 0.0 < getattr(flags, name) <= 1.0:
             raise UserError("--{} must be in (0, 1], got {}".format(name, getattr(flags, name)))
+    if not search and flags.mixed_precision not in MIXED_PRECISION:
+        raise UserError("--mixed_precision must be one of {}, got {}".format(
+            ", ".join(MIXED_PRECISION), flags.mixed_precision))
     if search:
         if flags.child_shared_init not in ("aligned", "he"):
             raise UserError("--child_shared_init must be aligned or he, got {}".format(

@@ -5,6 +5,7 @@
   parse_arc(text, num_cells)     arc string (or path of a file holding it) -> (normal_arc, reduce_arc)
   arc_to_string(normal_arc, reduce_arc)
   random_arc_string(num_cells, rng)   a uniformly drawn arc string (numpy Generator rng)
+  MNIST_ARC, CIFAR10_ARC         the cells the original's authors' scripts retrain (B = 5)
 
 An arc is 4 * B integers of the normal cell, then 4 * B of the reduction cell; node n = 2..B+1 is
 `index_1 op_1 index_2 op_2` with each index < n. No TensorFlow here: drawing a cell needs none.
@@ -16,6 +17,8 @@ from errors import UserError
 
 NUM_OPS = 5
 OP_NAMES = ["sep 3x3", "sep 5x5", "avg 3x3", "max 3x3", "identity"]
+MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
+CIFAR10_ARC = "1 0 1 1 1 1 0 0 1 1 0 0 0 3 0 3 1 3 1 1 1 1 0 3 0 3 0 3 1 3 0 1 1 3 0 2 0 3 1 0"
 
 
 def _arc_error(text, why):

@@ -139,7 +139,7 @@ def export_model(data, fixed_arc):
 def open_session(g, sync):
     """A session with the latest checkpoint in output_dir restored, or freshly initialised; on a
     cluster's worker, one that waits for the chief to do that."""
-    config = graph_lib.session_config(FLAGS)
+    config = graph_lib.session_config(FLAGS, search=g.controller is not None)
     if sync:
         return sync.open_session(config, lambda sess: restore_or_init(sess, g))
     sess = tf.Session(config=config)
@@ -261,8 +261,11 @@ class Loop(object):
     def print_progress(self, step):
         """Prints progress_line for this step and restarts the clock of the mid-epoch lines."""
         self.last_progress = time.time()
-        print(progress_line(step, self.num_train_batches, FLAGS.num_epochs, self.first_step,
-                            self.last_progress - self.start), flush=True)
+        line = progress_line(step, self.num_train_batches, FLAGS.num_epochs, self.first_step,
+                             self.last_progress - self.start)
+        if self.search:  # not in the estimate: it has not run yet
+            line += ", then the scoring of {} cells".format(FLAGS.controller_num_final_arcs)
+        print(line, flush=True)
 
     def evaluate_all(self, step):
         print("Eval at {}".format(step))

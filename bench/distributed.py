@@ -17,8 +17,10 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
-DEFAULT_FLAGS = ["--child_fixed_arc", MNIST_ARC, "--child_num_layers", "6", "--n_aug_img", "1"]
+sys.path.insert(0, ROOT)
+import search_space  # noqa: E402  (TF-free)
+
+DEFAULT_FLAGS = ["--child_fixed_arc", search_space.MNIST_ARC, "--child_num_layers", "6", "--n_aug_img", "1"]
 STEP_LINE = re.compile(r"^epoch = \d+\s+ch_step = (\d+)\s.*mins = (\S+)", re.M)
 
 

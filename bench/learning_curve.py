@@ -40,7 +40,6 @@ import search_space  # noqa: E402
 import make_dataset  # noqa: E402
 from throughput import SEARCH_DEFAULTS, cpu_model  # noqa: E402
 
-MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
 
 
 def parse_args(argv=None):
@@ -55,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--sampler", choices=("uniform", "controller"), default="uniform")
     p.add_argument("--controller_every", type=int, default=100,
                    help="child steps between controller phases (--sampler controller)")
-    p.add_argument("--fixed_arc", default=MNIST_ARC)
+    p.add_argument("--fixed_arc", default=search_space.MNIST_ARC)
     p.add_argument("--no_fixed", action="store_true", help="skip the fixed cell")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",

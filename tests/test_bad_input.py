@@ -245,6 +245,12 @@ def test_bad_shared_init(runner, data, tmp_path):  # noqa: F811
              base=_with(ARGS["search"], {"--child_shared_init": "zeros"}))
 
 
+def test_bad_mixed_precision(runner, data, tmp_path):  # noqa: F811
+    _, dirs = data
+    _refused(runner, dirs, [], tmp_path, ["--mixed_precision", "float8"], "final",
+             base=_with(FINAL, {"--mixed_precision": "float8"}))
+
+
 def test_output_dir_is_a_file(runner, data, tmp_path):  # noqa: F811
     _, dirs = data
     path = str(tmp_path / "results.txt")

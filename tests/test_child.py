@@ -19,7 +19,6 @@ from micro_controller import MicroController
 import search_space
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
 # num_cells = 2 arcs; with child_num_layers 0 both cells are reduction cells, so the reduce half matters.
 POOL_ARC = [1, 3, 0, 2, 2, 4, 0, 3]   # no separable conv anywhere
 CONV_ARC = [1, 0, 0, 3, 2, 4, 0, 2]   # node 2, slot x: sep 3x3 on input 1
@@ -53,7 +52,7 @@ class _RecordingChild(MicroChild):
 # ---------------------------------------------------------------------------- fixed arc shapes
 @pytest.mark.parametrize("num_layers", [2, 3])
 def test_fixed_mnist_arc_shapes(num_layers):
-    normal, reduce = search_space.parse_arc(MNIST_ARC, 5)
+    normal, reduce = search_space.parse_arc(search_space.MNIST_ARC, 5)
     assert _unused_count(normal, 5) == 5 and _unused_count(reduce, 5) == 3
     with _graph().as_default():
         child = _RecordingChild(num_classes=10, num_layers=num_layers, num_cells=5, out_filters=8,
@@ -84,7 +83,7 @@ def test_fixed_mnist_arc_shapes(num_layers):
 
 
 def test_fixed_eval_graph_has_no_aux_head_and_same_shapes():
-    normal, reduce = search_space.parse_arc(MNIST_ARC, 5)
+    normal, reduce = search_space.parse_arc(search_space.MNIST_ARC, 5)
     with _graph().as_default():
         child = _RecordingChild(num_classes=4, num_layers=2, num_cells=5, out_filters=8,
                                 fixed_arc=(normal, reduce))
@@ -290,6 +289,44 @@ def test_fixed_arc_loss_falls_on_learnable_data(tmp_path, make_png_dataset):
     assert step == 45
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
     assert train_correct > 48 // 3 + 8  # clearly above chance on the 48 training images
+
+
+def _bf16_ops_and_first_losses(data, precision, steps=3):
+    """Trains the small fixed child `steps` steps from one seeded start under --mixed_precision
+    `precision`: (names of ops the session ran in bfloat16, losses, variable dtypes)."""
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        images, labels = tf.data.make_one_shot_iterator(
+            data_utils.train_dataset(data, 16, seed=0)).get_next()
+        t = _fixed_child(3).build_train(images, labels)
+        flags = types.SimpleNamespace(num_threads=0, mixed_precision=precision)
+        with tf.Session(config=graph_lib.session_config(flags, search=False)) as sess:
+            sess.run(tf.global_variables_initializer())
+            meta = tf.RunMetadata()
+            losses = [sess.run([t["loss"], t["train_op"]], run_metadata=meta,
+                               options=tf.RunOptions(output_partition_graphs=True))[0]]
+            losses += [sess.run([t["loss"], t["train_op"]])[0] for _ in range(steps - 1)]
+            dtypes = {v.dtype.base_dtype for v in tf.global_variables()}
+    bf16 = [n.op for g in meta.partition_graphs for n in g.node
+            if any(a.type == tf.bfloat16.as_datatype_enum for a in n.attr.values())]
+    return bf16, losses, dtypes
+
+
+def test_mixed_bfloat16_runs_convolutions_in_bfloat16_with_float32_variables(tmp_path,
+                                                                            make_png_dataset):
+    """--mixed_precision mixed_bfloat16: the rewrite puts the convolutions in bfloat16, the
+    variables stay float32, the first loss matches float32's within bfloat16's precision and the
+    loss falls."""
+    data = _small_data(tmp_path, make_png_dataset)
+    ops32, losses32, dtypes32 = _bf16_ops_and_first_losses(data, "none")
+    ops16, losses16, dtypes16 = _bf16_ops_and_first_losses(data, "mixed_bfloat16")
+    assert ops32 == [] and dtypes32 == dtypes16 and tf.float32 in dtypes16
+    assert not {tf.bfloat16, tf.float16} & dtypes16
+    assert any("Conv2D" in op for op in ops16), sorted(set(ops16))
+    assert "Cast" in ops16
+    # the first loss is of the same weights: equal up to bfloat16's rounding, but not equal
+    assert abs(losses16[0] - losses32[0]) < 0.01 * losses32[0] and losses16[0] != losses32[0]
+    assert np.all(np.isfinite(losses16)) and losses16[-1] < losses16[0]
 
 
 def test_search_child_loss_falls_on_random_cells(tmp_path, make_png_dataset):

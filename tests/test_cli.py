@@ -193,7 +193,8 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     # where the run is, and when it ends: a line per epoch with k/N and the time left
     assert "Search: 2 epochs of 3 child steps (6 steps); --num_epochs sets how many" in r.stdout
     progress = re.findall(r"^Progress: epoch (\d)/2, step (\d)/6, \d+\.\d min so far, about "
-                          r"\d+\.\d min left \(ends about \d\d:\d\d\)$", r.stdout, re.M)
+                          r"\d+\.\d min left \(ends about \d\d:\d\d\), then the scoring of 2 cells$",
+                          r.stdout, re.M)
     assert progress == [("1", "3"), ("2", "6")], r.stdout
     assert "Epoch 1: Training controller (2 updates of 2 sampled cells)" in r.stdout
     assert "--num_epochs 10 --child_num_layers 6" in r.stdout  # the quick retraining

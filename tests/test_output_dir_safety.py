@@ -103,8 +103,6 @@ DAMAGE = {  # case: (what to do to a copy of a finished run, a name the error li
     "garbage checkpoint file": (
         lambda out: open(os.path.join(out, "checkpoint"), "w").write("\x00{{ not a proto"),
         "checkpoint"),
-    "no checkpoint file": (lambda out: os.remove(os.path.join(out, "checkpoint")),
-                           "model.ckpt-%d" % (2 * FINAL_BATCHES)),
 }
 
 
@@ -122,6 +120,18 @@ def test_damaged_checkpoint_on_resume_stops_and_deletes_nothing(case, runner, fi
     assert "--output_dir" in line and "nothing was deleted" in line
     assert snapshot(out, only=_not_the_log) == before  # checkpoint, TSVs, plots as they were
     assert open(os.path.join(out, "stdout")).read().startswith(log)  # the log only grew
+
+
+def test_checkpoint_files_without_a_checkpoint_file_resume_from_the_latest(runner, final_run,
+                                                                          final_data, tmp_path):
+    """What a kill between the Saver's two writes of a first save leaves: the rerun resumes."""
+    out = _copy(final_run, tmp_path)
+    os.remove(os.path.join(out, "checkpoint"))
+    run = runner.run("final", data_flags(final_data) + FINAL_TINY + ["--num_epochs", "3",
+                                                                     "--output_dir", out])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "has no 'checkpoint' file; resuming from model.ckpt-%d" % (2 * FINAL_BATCHES) in run.stdout
+    assert latest_step(out) == 3 * FINAL_BATCHES
 
 
 def test_a_moved_output_dir_resumes_from_its_own_checkpoint(runner, final_run, final_data,

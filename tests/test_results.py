@@ -16,8 +16,6 @@ import search_space
 import visualize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
-CIFAR10 = "1 0 1 1 1 1 0 0 1 1 0 0 0 3 0 3 1 3 1 1 1 1 0 3 0 3 0 3 1 3 0 1 1 3 0 2 0 3 1 0"
 ARC8 = "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2"  # child_num_cells 2
 
 
@@ -43,7 +41,7 @@ def _check_png(path):
 
 
 @pytest.mark.parametrize("name,arc,num_cells", [
-    ("mnist", MNIST, 5), ("cifar10", CIFAR10, 5), ("random", random_arc(5, np.random.default_rng(1)), 5),
+    ("mnist", search_space.MNIST_ARC, 5), ("cifar10", search_space.CIFAR10_ARC, 5), ("random", random_arc(5, np.random.default_rng(1)), 5),
     ("random7", random_arc(7, np.random.default_rng(2)), 7), ("small", ARC8, 2)])
 def test_draw_arc_writes_two_pngs(tmp_path, name, arc, num_cells):
     paths = visualize.draw_arc(arc, str(tmp_path), num_cells=num_cells, prefix=name + "_")
@@ -55,7 +53,7 @@ def test_draw_arc_writes_two_pngs(tmp_path, name, arc, num_cells):
 
 def test_draw_arc_from_file_and_random_cells(tmp_path):
     arc_file = tmp_path / "best_arc.txt"
-    arc_file.write_text(MNIST + "\n")
+    arc_file.write_text(search_space.MNIST_ARC + "\n")
     paths = visualize.draw_arc(str(arc_file), str(tmp_path / "out"), prefix="best_arc_")
     for p in paths:
         _check_png(p)
@@ -67,7 +65,7 @@ def test_draw_arc_from_file_and_random_cells(tmp_path):
         assert img.dtype == np.uint8 and img.ndim == 3 and min(img.shape[:2]) >= 200
 
 
-@pytest.mark.parametrize("arc", [MNIST, CIFAR10])
+@pytest.mark.parametrize("arc", [search_space.MNIST_ARC, search_space.CIFAR10_ARC])
 def test_diagram_labels_sit_by_their_own_edge(arc):
     """No op label comes within LABEL_CLEARANCE px of a box that is not an end of its edge (so it
     cannot read as another node's), and identity edges are coloured apart from the unused-node grey."""
@@ -141,7 +139,7 @@ def _flags(**over):
              child_drop_path_keep_prob=0.9, child_use_aux_heads=True, child_l2_reg=1e-4,
              child_grad_bound=5.0, child_clip_mode="global", child_lr_max=0.05, child_lr_min=0.0005, child_lr_T_0=10,
              child_lr_T_mul=2, num_epochs=1, data_format="NHWC", batch_size=16, seed=0,
-             child_cutout_size=None, num_threads=2)
+             child_cutout_size=None, num_threads=2, mixed_precision="none")
     f.update(over)
     return types.SimpleNamespace(**f)
 
@@ -255,7 +253,7 @@ def test_predict_into_a_closed_pipe_ends_quietly(trained, tmp_path):
 
 def test_visualize_draws_without_tensorflow(tmp_path):
     """Drawing a cell needs no TensorFlow: visualize.py imports none (python -X importtime)."""
-    arc = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
+    arc = search_space.MNIST_ARC
     r = subprocess.run([sys.executable, "-X", "importtime", "visualize.py", arc, "--output_dir",
                         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

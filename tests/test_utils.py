@@ -12,8 +12,6 @@ import search_space
 from micro_child import reduction_layers
 from errors import UserError
 
-MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
-CIFAR_ARC = "1 0 1 1 1 1 0 0 1 1 0 0 0 3 0 3 1 3 1 1 1 1 0 3 0 3 0 3 1 3 0 1 1 3 0 2 0 3 1 0"
 
 
 def _ints(s):
@@ -21,7 +19,7 @@ def _ints(s):
 
 
 # ----------------------------------------------------------------------------------- parse_arc
-@pytest.mark.parametrize("text", [MNIST_ARC, CIFAR_ARC])
+@pytest.mark.parametrize("text", [search_space.MNIST_ARC, search_space.CIFAR10_ARC])
 def test_parse_arc_examples_split_into_halves(text):
     normal, reduce = search_space.parse_arc(text, 5)
     values = _ints(text)
@@ -31,26 +29,26 @@ def test_parse_arc_examples_split_into_halves(text):
 
 
 def test_parse_arc_mnist_exact_halves():
-    normal, reduce = search_space.parse_arc(MNIST_ARC, 5)
+    normal, reduce = search_space.parse_arc(search_space.MNIST_ARC, 5)
     assert normal == [1, 2, 1, 3, 0, 1, 0, 4, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1]
     assert reduce == [0, 1, 0, 4, 1, 0, 2, 0, 0, 3, 1, 1, 0, 0, 0, 0, 4, 1, 1, 0]
 
 
 def test_parse_arc_cifar_exact_halves():
-    normal, reduce = search_space.parse_arc(CIFAR_ARC, 5)
+    normal, reduce = search_space.parse_arc(search_space.CIFAR10_ARC, 5)
     assert normal == [1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 3, 0, 3, 1, 3, 1, 1]
     assert reduce == [1, 1, 0, 3, 0, 3, 0, 3, 1, 3, 0, 1, 1, 3, 0, 2, 0, 3, 1, 0]
 
 
 def test_parse_arc_accepts_extra_whitespace_and_newlines():
-    text = "  " + MNIST_ARC.replace(" ", "\t", 3).replace(" 0 1 0 4", "\n0 1 0 4", 1) + "\n"
-    assert search_space.parse_arc(text, 5) == search_space.parse_arc(MNIST_ARC, 5)
+    text = "  " + search_space.MNIST_ARC.replace(" ", "\t", 3).replace(" 0 1 0 4", "\n0 1 0 4", 1) + "\n"
+    assert search_space.parse_arc(text, 5) == search_space.parse_arc(search_space.MNIST_ARC, 5)
 
 
 def test_parse_arc_reads_a_file(tmp_path):
     path = tmp_path / "best_arc.txt"
-    path.write_text(CIFAR_ARC + "\n")
-    assert search_space.parse_arc(str(path), 5) == search_space.parse_arc(CIFAR_ARC, 5)
+    path.write_text(search_space.CIFAR10_ARC + "\n")
+    assert search_space.parse_arc(str(path), 5) == search_space.parse_arc(search_space.CIFAR10_ARC, 5)
 
 
 def test_parse_arc_small_num_cells():
@@ -60,17 +58,17 @@ def test_parse_arc_small_num_cells():
 
 
 @pytest.mark.parametrize("text", [
-    " ".join(MNIST_ARC.split()[:-1]),           # 39 integers
-    MNIST_ARC + " 0",                           # 41 integers
+    " ".join(search_space.MNIST_ARC.split()[:-1]),           # 39 integers
+    search_space.MNIST_ARC + " 0",                           # 41 integers
     "",                                         # empty
     "   \n ",                                   # whitespace only
-    "2" + MNIST_ARC[1:],                        # node 2 reads input 2 (itself): forward index
-    MNIST_ARC[:-1] + "5",                       # op id 5
-    MNIST_ARC[:-1] + "-1",                      # negative op
-    MNIST_ARC.replace("1 3 0 1", "6 3 0 1", 1),  # index 6 for node 2..
-    MNIST_ARC[:-1] + "x",                       # not an integer
-    MNIST_ARC[:-1] + "1.0",                     # not an integer
-    MNIST_ARC.replace(" ", ",")                 # wrong separator
+    "2" + search_space.MNIST_ARC[1:],                        # node 2 reads input 2 (itself): forward index
+    search_space.MNIST_ARC[:-1] + "5",                       # op id 5
+    search_space.MNIST_ARC[:-1] + "-1",                      # negative op
+    search_space.MNIST_ARC.replace("1 3 0 1", "6 3 0 1", 1),  # index 6 for node 2..
+    search_space.MNIST_ARC[:-1] + "x",                       # not an integer
+    search_space.MNIST_ARC[:-1] + "1.0",                     # not an integer
+    search_space.MNIST_ARC.replace(" ", ",")                 # wrong separator
 ])
 def test_parse_arc_rejects_bad_input_with_user_error(text):
     with pytest.raises(UserError) as info:
@@ -96,7 +94,7 @@ def test_parse_arc_binary_file_raises_user_error(tmp_path):
 
 def test_parse_arc_forward_index_in_later_node():
     # node 3 (second group) may use 0..2; 3 is a forward reference
-    arc = _ints(MNIST_ARC)
+    arc = _ints(search_space.MNIST_ARC)
     arc[4] = 3
     with pytest.raises(UserError, match="--child_fixed_arc"):
         search_space.parse_arc(" ".join(map(str, arc)), 5)
@@ -105,7 +103,7 @@ def test_parse_arc_forward_index_in_later_node():
 
 
 def test_parse_arc_reduce_half_is_checked_too():
-    arc = _ints(MNIST_ARC)
+    arc = _ints(search_space.MNIST_ARC)
     arc[21] = 5  # first op of the reduction cell
     with pytest.raises(UserError, match="--child_fixed_arc"):
         search_space.parse_arc(" ".join(map(str, arc)), 5)
@@ -113,7 +111,7 @@ def test_parse_arc_reduce_half_is_checked_too():
 
 def test_parse_arc_wrong_num_cells_names_expected_count():
     with pytest.raises(UserError, match="32"):
-        search_space.parse_arc(MNIST_ARC, 4)
+        search_space.parse_arc(search_space.MNIST_ARC, 4)
 
 
 def _valid_arc(arc, num_cells):
@@ -185,7 +183,7 @@ def test_arc_to_string_round_trips(args):
 
 
 def test_arc_to_string_round_trips_examples():
-    for text in (MNIST_ARC, CIFAR_ARC):
+    for text in (search_space.MNIST_ARC, search_space.CIFAR10_ARC):
         assert search_space.arc_to_string(*search_space.parse_arc(text, 5)) == text
 
 

@@ -1,0 +1,240 @@
+"""Retraining benchmark: speed, memory and where the time goes in a fixed-arc training step.
+
+    python bench/retrain.py [--preset mnist|paper] [--precisions none,mixed_bfloat16]
+                            [--profile] [--skip_memory] [--steps 10]
+
+Presets (any of their values can be overridden by the flag of the same name):
+  mnist  32x32x1, the MNIST cell, 6 layers, 20 filters, batch 128, no cutout
+  paper  32x32x3, the CIFAR-10 cell, 15 layers, 36 filters, batch 144, cutout 16 (the paper's final)
+Prints, for every --precisions value (main_child_trainer.py's --mixed_precision):
+  images/s of a training step (median of --steps after --warmup; the precisions' steps interleaved
+  in one process, so a change of machine speed hits them alike);
+  peak RSS of the real CLI (a 1-epoch retraining of --memory_steps steps, in its own process,
+  run first);
+  with --profile, one traced step by op type (share of the op time, summed over threads), and the
+  step's GFLOP/s against this machine's measured float32 matmul peak.
+The data is generated (bench/throughput.py's learnable bars), train set --num_images images.
+"""
+import argparse
+import collections
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import types
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import throughput as tp  # noqa: E402  (generated data, timing helpers, CPU model)
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+import data_utils  # noqa: E402
+import graph as graph_lib  # noqa: E402
+import search_space  # noqa: E402
+
+PRESETS = {
+    "mnist": dict(img_size=32, channel=1, arc=search_space.MNIST_ARC, child_num_layers=6, child_out_filters=20,
+                  batch_size=128, child_cutout_size=None),
+    "paper": dict(img_size=32, channel=3, arc=search_space.CIFAR10_ARC, child_num_layers=15, child_out_filters=36,
+                  batch_size=144, child_cutout_size=16),
+}
+# main_child_trainer.py's defaults that graph.build reads, beside the preset's
+FINAL_DEFAULTS = dict(
+    data_format="NHWC", num_epochs=630, seed=0, num_threads=0, child_num_cells=5, child_lr_max=0.05,
+    child_lr_min=0.00001, child_lr_T_0=10, child_lr_T_mul=2, child_grad_bound=5.0,
+    child_clip_mode="global", child_keep_prob=0.8, child_drop_path_keep_prob=0.6, child_l2_reg=2e-4,
+    child_use_aux_heads=True, mixed_precision="none")
+# op types by what they do, for the profile table (first match wins; the rest is "other")
+OP_GROUPS = [
+    ("depthwise conv, gradients", ("DepthwiseConv2dNativeBackprop",)),
+    ("depthwise conv", ("DepthwiseConv2dNative",)),
+    ("1x1 / full conv, gradients", ("Conv2DBackprop",)),
+    ("1x1 / full conv", ("Conv2D",)),
+    ("batch norm, gradients", ("FusedBatchNormGrad",)),
+    ("batch norm", ("FusedBatchNorm",)),
+    ("pooling (and gradients)", ("Pool",)),
+    ("relu (and gradients)", ("Relu",)),
+    ("concat / slice / pad", ("Concat", "Slice", "Pad")),
+    ("drop path, dropout (mask, scale)", ("Floor", "RandomUniform", "RealDiv", "Mul")),
+    ("add / add_n", ("AddN", "AddV2", "Add")),
+    ("optimizer, clipping, L2", ("ApplyMomentum", "Sqrt", "Square", "Sum", "L2Loss", "Maximum")),
+    ("casts (mixed precision)", ("Cast",)),
+]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="mnist")
+    for name in ("img_size", "channel", "child_num_layers", "child_out_filters", "batch_size",
+                 "child_cutout_size"):
+        p.add_argument("--" + name, type=int, default=None, help="overrides the preset")
+    p.add_argument("--arc", default=None, help="the fixed arc (overrides the preset's)")
+    p.add_argument("--precisions", default="none,mixed_bfloat16",
+                   help="comma-separated --mixed_precision values to compare")
+    p.add_argument("--num_images", type=int, default=2000, help="generated train set size")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per precision")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="trace one step per precision by op type")
+    p.add_argument("--skip_memory", action="store_true")
+    p.add_argument("--skip_speed", action="store_true", help="only the memory runs")
+    p.add_argument("--memory_steps", type=int, default=20, help="steps of the memory run's epoch")
+    args = p.parse_args(argv)
+    for name, value in PRESETS[args.preset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.precisions = args.precisions.split(",")
+    return args
+
+
+def make_flags(args, precision):
+    flags = dict(FINAL_DEFAULTS, mixed_precision=precision)
+    for name in ("child_num_layers", "child_out_filters", "batch_size", "child_cutout_size"):
+        flags[name] = getattr(args, name)
+    return types.SimpleNamespace(**flags)
+
+
+def open_session(args, data, precision):
+    """The fixed-arc training graph of graph.build and its session as the CLI configures it."""
+    flags = make_flags(args, precision)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(0)
+        g = graph_lib.build(flags, data, False, search_space.parse_arc(args.arc, 5))
+    sess = tf.Session(graph=graph, config=graph_lib.session_config(flags, search=False))
+    sess.run(g.init_op)
+    return g, sess
+
+
+def time_steps(sessions, args):
+    """{precision: median seconds of a training step}, the precisions' steps interleaved."""
+    fetches = {p: tp.train_fetches(g) for p, (g, _) in sessions.items()}
+    for p, (_, sess) in sessions.items():
+        tp.timed_runs(sess, fetches[p], args.warmup, 0)
+    times = collections.defaultdict(list)
+    for _ in range(args.steps):
+        for p, (_, sess) in sessions.items():
+            times[p] += tp.timed_runs(sess, fetches[p], 0, 1)[0]
+    return {p: statistics.median(t) for p, t in times.items()}
+
+
+def _group(op_type):
+    for name, keys in OP_GROUPS:
+        if any(k in op_type for k in keys):
+            return name
+    return "other"
+
+
+def profile_step(g, sess):
+    """One FULL_TRACE training step -> ({group: op seconds}, {op type: op seconds})."""
+    meta = tf.RunMetadata()
+    sess.run(tp.train_fetches(g), options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+             run_metadata=meta)
+    by_type = collections.Counter()
+    for dev in meta.step_stats.dev_stats:
+        for node in dev.node_stats:
+            label = node.timeline_label
+            op_type = label.split("=", 1)[1].split("(")[0].strip() if "=" in label else node.node_name
+            by_type[op_type.replace("_MklNative", "").replace("_Mkl", "")] += node.all_end_rel_micros / 1e6
+    by_group = collections.Counter()
+    for op_type, secs in by_type.items():
+        by_group[_group(op_type)] += secs
+    return by_group, by_type
+
+
+def forward_flops(g, batch_size):
+    """Multiply-adds x 2 of the convolutions and matmuls the training loss depends on, per step."""
+    seen, todo, flops = set(), [g.train["loss"].op], 0
+    while todo:
+        op = todo.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        todo += [t.op for t in op.inputs]
+        if op.type in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+            out = op.outputs[0].get_shape().as_list()
+            w = op.inputs[1].get_shape().as_list()
+            per_output = w[0] if op.type == "MatMul" else (
+                w[0] * w[1] * (w[2] if op.type == "Conv2D" else 1))
+            count = batch_size
+            for d in out[1:]:
+                count *= d
+            flops += 2 * per_output * count
+    return flops
+
+
+def matmul_peak_gflops(size=2048, runs=10):
+    """Measured float32 GFLOP/s of a size x size matmul on this machine (median of runs)."""
+    with tf.Graph().as_default():
+        a = tf.random.normal([size, size])
+        product = tf.reduce_sum(tf.matmul(a, a))
+        with tf.Session(config=graph_lib.session_config(types.SimpleNamespace(num_threads=0))) as sess:
+            times = tp.timed_runs(sess, product, 2, runs)[0]
+    return 2.0 * size ** 3 / statistics.median(times) / 1e9
+
+
+def peak_rss_mb(args, dirs, precision, tmp):
+    """Peak RSS of `main_child_trainer.py` retraining 1 epoch of --memory_steps steps."""
+    out = tempfile.mkdtemp(dir=tmp)
+    cmd = [sys.executable, os.path.join(ROOT, "main_child_trainer.py"), "--child_fixed_arc", args.arc,
+           "--train_data_dir", dirs[0], "--val_data_dir", dirs[1], "--test_data_dir", dirs[2],
+           "--img_size", str(args.img_size), "--channel", str(args.channel), "--n_aug_img", "1",
+           "--num_epochs", "1", "--child_num_layers", str(args.child_num_layers),
+           "--child_out_filters", str(args.child_out_filters), "--batch_size", str(args.batch_size),
+           "--mixed_precision", precision, "--output_dir", out, "--log_every", "1000"]
+    if args.child_cutout_size:
+        cmd += ["--child_cutout_size", str(args.child_cutout_size)]
+    with open(os.path.join(out, "bench.err"), "w+") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            err.seek(0)
+            raise RuntimeError("memory run failed: " + err.read()[-2000:])
+    return usage.ru_maxrss / 1024.0
+
+
+def print_profile(name, by_group, by_type, flops, step_s, peak):
+    total = sum(by_group.values())
+    print("\nprofile, {}: {:.2f} s of op time in one step (summed over threads)".format(name, total))
+    print("| ops | s | share |\n|---|---|---|")
+    for group, secs in by_group.most_common():
+        print("| {} | {:.3f} | {:.1f} % |".format(group, secs, 100.0 * secs / total))
+    print("top op types: " + ", ".join("{} {:.1f} %".format(t, 100.0 * s / total)
+                                        for t, s in by_type.most_common(6)))
+    print("step: {:.1f} GFLOP (3 x forward conv/matmul), {:.1f} GFLOP/s = {:.1f} % of the "
+          "{:.0f} GFLOP/s matmul peak".format(3 * flops / 1e9, 3 * flops / 1e9 / step_s,
+                                               100.0 * 3 * flops / 1e9 / step_s / peak, peak))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print("CPU: {}; preset {}: {}x{}x{}, {} layers, {} filters, batch {}, cutout {}".format(
+        tp.cpu_model(), args.preset, args.img_size, args.img_size, args.channel,
+        args.child_num_layers, args.child_out_filters, args.batch_size, args.child_cutout_size))
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_memory:  # first, while this process is still small (the paper preset's
+            # step needs about 8 GB: a CLI run beside this process's two sessions ran out of memory)
+            mem_dirs = tp.make_dataset(os.path.join(tmp, "mem"), (args.memory_steps * args.batch_size,
+                                                                  200, 100), args.img_size, args.channel)
+            for p in args.precisions:
+                print("{}: peak RSS of a {}-step retraining (CLI): {:.0f} MB".format(
+                    p, args.memory_steps, peak_rss_mb(args, mem_dirs, p, tmp)), flush=True)
+        if args.skip_speed:
+            return
+        n = max(args.num_images, args.batch_size * 2)
+        dirs = tp.make_dataset(os.path.join(tmp, "data"), (n, 200, 100), args.img_size, args.channel)
+        data = data_utils.read_data(*dirs, channel=args.channel, img_size=args.img_size, n_aug_img=1)
+        sessions = {p: open_session(args, data, p) for p in args.precisions}
+        medians = time_steps(sessions, args)
+        for p in args.precisions:
+            print("{}: {:.3f} s per step, {:.1f} images/s".format(p, medians[p], args.batch_size / medians[p]))
+        if args.profile:
+            peak = matmul_peak_gflops()
+            for p, (g, sess) in sessions.items():
+                print_profile(p, *profile_step(g, sess), forward_flops(g, args.batch_size),
+                              medians[p], peak)
+
+if __name__ == "__main__":
+    main()
