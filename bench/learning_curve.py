@@ -30,7 +30,7 @@ for _path in (ROOT, os.path.join(ROOT, "bench")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-import utils  # noqa: E402,F401  (first: imports TensorFlow quietly)
+import utils  # noqa: E402  (first: imports TensorFlow quietly)
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -160,6 +160,7 @@ def fixed_curve(args, flags, data):
 
 def main(argv=None):
     args = parse_args(argv)
+    utils.probe_devices_quietly()
     tf.disable_v2_behavior()
     tf.enable_resource_variables()
     flags = make_flags(args)

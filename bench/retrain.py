@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import utils  # noqa: E402  (first: imports TensorFlow quietly)
 import throughput as tp  # noqa: E402  (generated data, timing helpers, CPU model)
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -209,7 +210,11 @@ def print_profile(name, by_group, by_type, flops, step_s, peak):
 
 
 def main(argv=None):
+    tf.get_logger().setLevel("ERROR")
+    tf.disable_v2_behavior()  # as trainer.main does
+    tf.enable_resource_variables()
     args = parse_args(argv)
+    utils.probe_devices_quietly()
     print("CPU: {}; preset {}: {}x{}x{}, {} layers, {} filters, batch {}, cutout {}".format(
         tp.cpu_model(), args.preset, args.img_size, args.img_size, args.channel,
         args.child_num_layers, args.child_out_filters, args.batch_size, args.child_cutout_size))

@@ -31,6 +31,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import utils  # noqa: E402  (first: imports TensorFlow quietly)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -380,6 +381,7 @@ def main(argv=None):
     tf.disable_v2_behavior()
     tf.enable_resource_variables()
     args = parse_args(argv)
+    utils.probe_devices_quietly()
     flags = make_flags(args)
     print_header(args, flags)
     with tempfile.TemporaryDirectory(prefix="enas_bench_") as tmp:

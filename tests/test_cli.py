@@ -240,6 +240,24 @@ def test_random_search_never_trains_the_controller(data_dirs, tmp_path):
     assert len({row[2] for row in rows if row[1] == "sample"}) > 10  # uniform: hardly repeats
 
 
+def test_retrain_bench_profile_accounts_for_the_step():
+    """bench/retrain.py on a tiny network: a positive images/s per precision, and the profile's
+    op groups add up to 100 % of the traced op time, the convolutions among them."""
+    r = _run("bench/retrain.py", ["--skip_memory", "--profile", "--steps", "2", "--warmup", "1",
+                                  "--child_num_layers", "0", "--child_out_filters", "4",
+                                  "--batch_size", "16", "--num_images", "64"], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    speeds = re.findall(r"^(none|mixed_bfloat16): \S+ s per step, (\S+) images/s$", r.stdout, re.M)
+    assert [p for p, _ in speeds] == ["none", "mixed_bfloat16"] and all(float(v) > 0 for _, v in speeds)
+    for table in r.stdout.split("profile, ")[1:]:
+        shares = {m[0]: float(m[1]) for m in re.findall(r"^\| ([^|]+) \| [\d.]+ \| ([\d.]+) % \|$",
+                                                         table, re.M)}
+        assert abs(sum(shares.values()) - 100.0) < 0.5, shares
+        assert shares["1x1 / full conv"] > 0 and shares["depthwise conv"] > 0, shares
+    if not os.path.exists("/dev/nvidiactl"):  # no GPU driver: CUDA's failing cuInit is expected
+        assert "cuInit" not in r.stderr
+
+
 def test_search_quality_bench_end_to_end(data_dirs, tmp_path):
     """bench/search_quality.py on a tiny set: both searches and every retraining run, and the
     table lists the searched cells (valid arcs) with accuracies in [0, 1] and their margins."""
