@@ -32,6 +32,7 @@ from enas_flags import FLAGS
 from errors import UserError, WriteFailed
 
 PROGRESS_EVERY_S = 60  # within a long epoch, a Progress line at least this often
+FIRST_ESTIMATE_STEPS = 3  # and one after this many steps of a run, for an early time estimate
 
 
 class NonFiniteLoss(Exception):
@@ -230,8 +231,10 @@ class Loop(object):
         if not math.isfinite(loss):
             raise NonFiniteLoss("child loss is {} at step {}; stopped, the last checkpoint in {} is "
                                 "kept".format(loss, step, FLAGS.output_dir))
-        if step % self.num_train_batches and time.time() - self.last_progress > PROGRESS_EVERY_S:
-            self.print_progress(step)  # a long epoch: where the run is, at least once a minute
+        if step % self.num_train_batches and (
+                step - self.first_step == FIRST_ESTIMATE_STEPS
+                or time.time() - self.last_progress > PROGRESS_EVERY_S):
+            self.print_progress(step)  # an early estimate; then in a long epoch once a minute
         if step // FLAGS.log_every > prev_step // FLAGS.log_every:
             self.summarize(step, {"child/loss": loss, "child/lr": lr, "child/grad_norm": grad_norm,
                                   "child/train_acc": train_acc / float(batch)})

@@ -68,6 +68,9 @@ def test_a_live_run_blocks_a_second_one_until_it_ends(runner, final_data, tmp_pa
     assert_one_line_error(second, [out, "process {}".format(first.pid)])
     assert first.wait() == 0, first.stderr[-3000:]
     assert latest_step(out) == 2 * FINAL_BATCHES
+    # an early time estimate after 3 steps, inside the first epoch
+    assert re.search(r"^Progress: in epoch 1/2, step 3/%d, .* min left" % (2 * FINAL_BATCHES),
+                     first.stdout, re.M), first.stdout[:2000]
     with open(os.path.join(out, records.LOCK_FILE)) as f:
         assert f.read().strip() == str(first.pid)
 
