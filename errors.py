@@ -4,7 +4,8 @@
   WriteFailed    a file of the run could not be written (full disk, quota, I/O error): one line
                  naming the file and the cause, exit status 1; what was written before is whole
   writing(path)  context manager turning an OSError inside it into WriteFailed(path)
-  cause_of(e)    the last line of an OSError's or a TensorFlow error's text, for WriteFailed
+  cause_of(e)    what went wrong, for WriteFailed: an OSError's strerror, the errno text inside a
+                 TensorFlow error's message, else that message's first line
 """
 import contextlib
 import errno

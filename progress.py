@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 
 import records
-from errors import writing
 
 PROGRESS_FILE = "progress.tsv"
 HEADER = "epoch\tname\tvalue\n"
@@ -187,11 +186,7 @@ def _save(out_png, img):
     os.makedirs(folder, exist_ok=True)
     ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     assert ok, out_png
-    tmp = os.path.join(folder, ".tmp_" + os.path.basename(out_png))
-    with writing(out_png):
-        with open(tmp, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, out_png)
+    records.write_atomic(out_png, buf.tobytes())
     return out_png
 
 

@@ -156,12 +156,13 @@ def prepare_output_dir(path, reset, run_flags):
 
 
 def write_atomic(path, text):
-    """Writes text to path through a temporary file and a rename, so no reader sees half a file.
-    WriteFailed(path) if the disk is full: path is then as it was."""
+    """Writes text (str, or bytes such as an encoded PNG) to path through a temporary file and a
+    rename, so no reader sees half a file. WriteFailed(path) if the disk is full: path is then
+    as it was."""
     tmp = os.path.join(os.path.dirname(path) or ".", ".tmp_" + os.path.basename(path))
     with writing(path):
         try:
-            with open(tmp, "w") as f:
+            with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())

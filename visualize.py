@@ -21,7 +21,8 @@ import sys
 import cv2
 import numpy as np
 
-from errors import UserError, WriteFailed, writing
+from errors import UserError, WriteFailed
+import records
 import search_space
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -279,11 +280,7 @@ def draw_arc(arc_text, output_dir, num_cells=5, prefix=""):
         ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if not ok:
             raise UserError("cannot encode {}".format(path))
-        tmp = os.path.join(output_dir, ".tmp_" + os.path.basename(path))
-        with writing(path):
-            with open(tmp, "wb") as f:
-                f.write(buf.tobytes())
-            os.replace(tmp, path)
+        records.write_atomic(path, buf.tobytes())
         paths.append(path)
     return paths
 
