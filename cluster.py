@@ -15,6 +15,14 @@ API
   serve(cluster)               a parameter server: serves until killed
   Cluster                      this process's role; device_scope() and session_config(config)
   SyncTraining(cluster)        wraps the optimizer, counts each worker's steps, opens the session
+  worker_steps(...)            a non-chief worker's child steps up to a global step
+  controller_phase(...)        a search's controller phase, every worker scoring its share of samples
+  wait_for(...)                polls a shared value until a condition holds (bounded)
+
+A search runs in lockstep: in each child epoch every worker trains the cell of the global step
+(graph._cell_of_step); at the epoch's end all workers score controller samples in parallel and the
+chief applies each update (controller_phase); then the workers wait until the chief has
+evaluated and saved (epochs_done). The chief alone evaluates, scores the final cells and writes.
 """
 import json
 import os
@@ -23,8 +31,10 @@ import time
 
 import tensorflow.compat.v1 as tf
 
+import search_space
 from errors import UserError
 
+POLL_SECS = 0.05  # wait_for's pause between two reads of a shared value
 STARTUP_SECS = 600  # extra wait for the first step: every task builds its graph and warms up first
 _session_open = False  # this process holds a session on a cluster (see exit_now)
 
@@ -139,6 +149,7 @@ class SyncTraining(object):
         self.optimizer = None
         self._last_change = {}
         self._first_step_done = False
+        self.own_steps = 0
 
     def run_options(self):
         """Options of a training step: it fails after timeout_secs without an update, the first step
@@ -156,10 +167,15 @@ class SyncTraining(object):
     def count_steps(self, train_op):
         """train_op followed by worker_steps[task_index] += 1; worker_steps (int64 [num_workers], on
         the ps, not checkpointed) shows every worker's contribution and lets the chief notice a
-        worker that stopped."""
+        worker that stopped. Also creates epoch_released (int64 [], on the ps, not checkpointed)."""
         self.worker_steps = tf.get_variable(
             "worker_steps", [self.cluster.num_workers], tf.int64, tf.zeros_initializer(),
             trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES])
+        self.epoch_released = tf.get_variable(  # the chief's last finished epoch end (release_epoch)
+            "epoch_released", [], tf.int64, tf.zeros_initializer(), trainable=False,
+            collections=[tf.GraphKeys.LOCAL_VARIABLES])
+        self._released_value = tf.placeholder(tf.int64, [])
+        self._release = self.epoch_released.assign(self._released_value)
         with tf.control_dependencies([train_op]):
             return tf.group(tf.scatter_add(self.worker_steps, [self.cluster.task_index], [1]))
 
@@ -187,12 +203,24 @@ class SyncTraining(object):
         self.optimizer.ready_for_local_init_op.mark_used()  # the workers' check, not the chief's
         sess = tf.Session(server.target, config=config)
         restore_or_init(sess)
-        sess.run([tf.variables_initializer([self.worker_steps]), self.optimizer.chief_init_op])
+        sess.run([tf.variables_initializer([self.worker_steps, self.epoch_released]),
+                  self.optimizer.chief_init_op])
         sess.run(self.optimizer.get_init_tokens_op(num_tokens=0))
         self.coordinator = tf.train.Coordinator()
         self.optimizer.get_chief_queue_runner().create_threads(
             sess, coord=self.coordinator, daemon=True, start=True)
         return sess
+
+    def wait_secs(self, sess):
+        """The bound of a wait on the other workers: timeout_secs, plus STARTUP_SECS while one of
+        them has not made its first step (it may still be building its graph)."""
+        return self.cluster.timeout_secs + (0 if all(sess.run(self.worker_steps)) else STARTUP_SECS)
+
+    def release_epoch(self, sess, epoch):
+        """Chief: the end of `epoch` is done (eval, checkpoint); a search's workers, which waited
+        for it, start the next epoch, so their step counts are watched afresh."""
+        sess.run(self._release, {self._released_value: epoch})
+        self._last_change = {}
 
     def check_workers(self, worker_steps, now=None):
         """Chief: raises ClusterError when a worker's step count has not moved for timeout_secs."""
@@ -233,13 +261,66 @@ def describe(error):
            "last checkpoint is kept".format(type(error).__name__)
 
 
-def worker_loop(sess, train, global_step, total_steps, log_every, sync):
-    """A non-chief worker: trains until the global step reaches total_steps; writes nothing."""
-    task, own_steps, step = sync.cluster.task_index, 0, int(sess.run(global_step))
-    while step < total_steps:
-        loss, step, _ = sess.run([train["loss"], train["step"], train["train_op"]], options=sync.run_options())
-        own_steps += 1
-        if own_steps % log_every == 0:
+def cell_line(result):
+    """'cell of step S: <arc>' for a cluster search's train fetches (cell_step, normal_arc,
+    reduce_arc): which cell this process trained in that run."""
+    return "cell of step {}: {}".format(result["cell_step"], search_space.arc_to_string(
+        result["normal_arc"], result["reduce_arc"]))
+
+
+def worker_steps(sess, train, step, end_step, log_every, sync):
+    """A non-chief worker's child steps from global step `step` until it reaches end_step (writes
+    nothing); returns the global step. sync.own_steps counts this worker's steps."""
+    task = sync.cluster.task_index
+    fetches = {k: v for k, v in train.items()
+               if k in ("loss", "step", "train_op", "cell_step", "normal_arc", "reduce_arc")}
+    while step < end_step:
+        r = sess.run(fetches, options=sync.run_options())
+        step, sync.own_steps = int(r["step"]), sync.own_steps + 1
+        if sync.own_steps % log_every == 0:
             print("worker {} own_step = {:<6d} global_step = {:<6d} loss = {:.6f}".format(
-                task, own_steps, step, loss), flush=True)
-    print("worker {}: done, {} steps of its own, global step {}".format(task, own_steps, step), flush=True)
+                task, sync.own_steps, step, r["loss"]), flush=True)
+            if "cell_step" in r:
+                print("worker {} {}".format(task, cell_line(r)), flush=True)
+    return step
+
+
+def wait_for(sess, value, done, what, timeout_secs):
+    """Reads the tensor `value` every POLL_SECS until done(its value); returns that value.
+    ClusterError naming `what` when the value has not changed for timeout_secs."""
+    last, since = None, time.time()
+    while True:
+        current = sess.run(value)
+        if done(current):
+            return current
+        if current != last:
+            last, since = current, time.time()
+        elif time.time() - since > timeout_secs:
+            raise ClusterError("waited {:.0f} s for {} (a task stopped or is unreachable); "
+                               "stopping, the last checkpoint is kept".format(time.time() - since, what))
+        time.sleep(POLL_SECS)
+
+
+def controller_phase(sess, controller, sync, end_update, run_sample):
+    """A search's controller phase, run by every worker at the same epoch end: updates until
+    controller.train_step reaches end_update.
+
+    Each update averages controller.num_aggregate samples; worker t draws and scores those with
+    index k % num_workers == t, each by run_sample() (one run of the controller's train_op:
+    sample, reward on this worker's reward batch, baseline, accumulate). The chief applies the
+    update once all samples are in; the others wait for train_step to move before their next
+    samples, so every sample of an update comes from the same weights."""
+    c, n = sync.cluster, controller.num_aggregate
+    share = len(range(c.task_index, n, c.num_workers))
+    update = int(sess.run(controller.train_step))  # it cannot move before every share is in
+    while update < end_update:
+        for _ in range(share):
+            run_sample()
+        if c.is_chief:
+            wait_for(sess, controller.accum_count, lambda count: count >= n,
+                     "the workers' controller samples", sync.wait_secs(sess))
+            sess.run(controller.apply_op)
+        else:
+            wait_for(sess, controller.train_step, lambda step: step > update,
+                     "the chief's controller update", sync.wait_secs(sess))
+        update += 1

@@ -70,6 +70,7 @@ def define_flags(mode):
                       "How the shared weight tables start: aligned (every row one draw, sep convs "
                       "near the identity) or he (independent he_normal rows, as the original).")
         _define_controller_flags()
+        _define_cluster_flags()
     else:
         DEFINE_string("mixed_precision", "none",
                       "none, mixed_bfloat16 (CPU: TensorFlow's oneDNN bfloat16 rewrite; fast only "
@@ -138,7 +139,8 @@ def _define_controller_flags():
 
 
 def _define_cluster_flags():
-    """Data-parallel retraining on several processes (cluster.py; README "Several machines")."""
+    """Data-parallel search and retraining on several processes (cluster.py; README "Several
+    machines")."""
     DEFINE_string("job_name", None, "ps or worker: this process's role in a cluster; unset = one process "
                                     "(or the role in TF_CONFIG).")
     DEFINE_integer("task_index", 0, "This process's index within its job; worker 0 is the chief.")

@@ -2,10 +2,13 @@
 
 build(flags, data, search, fixed_arc) -> Graph, a plain namespace with
   train         dict of child train tensors (loss, train_op, step: the global step after train_op,
-                lr, grad_norm, train_acc, batch)
+                lr, grad_norm, train_acc, batch; a cluster search adds cell_step, normal_arc,
+                reduce_arc: the global step this run read and the cell drawn from it)
   controller    MicroController with its trainer (search) or None
   sampler       where the search's cells come from: the controller, or with random_search a
-                UniformSampler (the controller is then built but never trained)
+                UniformSampler (the controller is then built but never trained); in one process
+                the child trains on a fresh sample per step, on a cluster on the cell of the
+                global step (_cell_of_step)
   sampled_valid_acc   accuracy of the sampler's cell on one reward batch (eval_init["reward"])
   eval_init     {"valid", "test", "reward": op}: point the eval iterator at a split; "reward" gives
                 endless shuffled valid batches of batch_size for the controller (search only)
@@ -84,7 +87,7 @@ def _next(dataset):
     return tf.data.make_one_shot_iterator(dataset).get_next()
 
 
-def _build_eval(g, flags, child, data, arcs, search):
+def _build_eval(g, flags, child, data, arcs, search, sync_task=None):
     """One inference graph for valid, test and (search) the reward batches.
 
     The splits share it through a reinitializable iterator, so the child's forward graph is built
@@ -93,14 +96,30 @@ def _build_eval(g, flags, child, data, arcs, search):
     # search BN uses each batch's statistics: its eval batches must mix the classes
     datasets = {s: data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)
                 for s in ("valid", "test")}
-    if search:
-        datasets["reward"] = data_utils.reward_dataset(data, flags.batch_size, flags.seed)
+    if search:  # a cluster's workers each draw their own reward batches
+        seed = flags.seed + (sync_task or 0) if flags.seed is not None else None
+        datasets["reward"] = data_utils.reward_dataset(data, flags.batch_size, seed)
     iterator = tf.data.Iterator.from_structure(tf.data.get_output_types(datasets["valid"]),
                                                tf.data.get_output_shapes(datasets["valid"]))
     g.eval_init = {s: iterator.make_initializer(ds) for s, ds in datasets.items()}
     g.eval_images, labels = iterator.get_next()
     g.eval_correct, g.eval_predictions = child.build_eval(g.eval_images, labels, *arcs)
     g.eval_count = tf.shape(labels)[0]
+
+
+def _cell_of_step(g, global_step, num_cells):
+    """A cluster search's training cell: (normal, reduce) int32 [4B], drawn statelessly from
+    (cell_seed, the global step read in this run) with the sampler's weights, which do not change
+    during a child epoch. Every worker that reads step s trains cell(s), with no message.
+
+    A stale worker cannot mix cells: SyncReplicasOptimizer adds a gradient to update A only if
+    the worker's local step (the global step it got with its last token) is at least A; the step
+    this run read lies between that local step and A, so it is A, and the gradient is cell(A)'s.
+    cell_seed (int64 []) is drawn once by the chief and checkpointed: a resumed run goes on with
+    the same cells. Sets g.train_cell_step (int64 [], the step read)."""
+    g.train_cell_step = global_step.read_value()
+    seed = tf.stack([g.cell_seed.read_value(), g.train_cell_step * 8 * num_cells])
+    return g.sampler.seeded_sample_arc(seed)
 
 
 def _build_epochs_done(g):
@@ -115,7 +134,9 @@ def build(flags, data, search, fixed_arc, sync=None):
 
     sync: a cluster.SyncTraining for data-parallel workers (call under its cluster's device_scope):
     this worker reads its shard of the training set, and one global step (one update) averages
-    sync.cluster.num_aggregate batches, so an epoch has that many times fewer steps.
+    sync.cluster.num_aggregate batches, so an epoch has that many times fewer steps. A search's
+    workers then all train the cell of the global step, and its controller trainer only
+    accumulates (the chief applies, cluster.controller_phase).
     """
     g = types.SimpleNamespace(controller=None, sampler=None, reward_batch_size=None)
     c = sync.cluster if sync else None
@@ -132,18 +153,24 @@ def build(flags, data, search, fixed_arc, sync=None):
         arcs = g.sampler.sample_arc
         g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
         g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
+        g.cell_seed = tf.get_variable(  # in every search, so that either kind of run can resume the other
+            "cell_seed", [], tf.int64, trainable=False,
+            initializer=lambda *_, **__: tf.random.uniform([], 0, 2 ** 31 - 1, tf.int64))
+        train_arcs = _cell_of_step(g, child.global_step, flags.child_num_cells) if sync else arcs
     else:
-        arcs = g.eval_arc = (None, None)
-    g.train = child.build_train(images, labels, *arcs, wrap_optimizer=sync.wrap if sync else None)
+        arcs = train_arcs = g.eval_arc = (None, None)
+    g.train = child.build_train(images, labels, *train_arcs, wrap_optimizer=sync.wrap if sync else None)
+    if search and sync:
+        g.train.update(cell_step=g.train_cell_step, normal_arc=train_arcs[0], reduce_arc=train_arcs[1])
     if sync:
         g.train["train_op"] = sync.count_steps(g.train["train_op"])
     with tf.control_dependencies([g.train["train_op"]]):  # the global step after this update
         g.train["step"] = child.global_step.read_value()
     g.train["batch"] = tf.shape(labels)[0]
-    _build_eval(g, flags, child, data, g.eval_arc, search)
+    _build_eval(g, flags, child, data, g.eval_arc, search, c.task_index if c else None)
     if search:  # the reward: accuracy of the sampled arc on one reward batch (eval_init["reward"])
         g.sampled_valid_acc = tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32)
-        g.controller.build_trainer(g.sampled_valid_acc)
+        g.controller.build_trainer(g.sampled_valid_acc, apply_in_train_op=sync is None)
     g.global_step = child.global_step
     _build_epochs_done(g)
     g.num_params = g.train["num_params"]

@@ -1,8 +1,9 @@
-"""Starts a local cluster for data-parallel retraining and runs it to the end.
+"""Starts a local cluster for a data-parallel search or retraining and runs it to the end.
 
+    python launch_local.py --search --num_workers 2 -- [main_controller_child_trainer.py flags]
     python launch_local.py --num_workers 2 -- --child_fixed_arc "1 2 1 3 ..." [main_child_trainer.py flags]
 
-Starts --num_ps parameter servers and --num_workers workers of main_child_trainer.py on free
+Starts --num_ps parameter servers and --num_workers workers of the trainer on free
 127.0.0.1 ports, passes the chief's (worker 0's) output through, writes the other tasks' output to
 log files (their folder is printed first), and when the chief ends stops every process it started and
 exits with the chief's status. Ctrl-C reaches the chief, which saves a checkpoint as usual.
@@ -27,7 +28,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-TRAINER = os.path.join(ROOT, "main_child_trainer.py")
+TRAINERS = {False: os.path.join(ROOT, "main_child_trainer.py"),
+            True: os.path.join(ROOT, "main_controller_child_trainer.py")}  # by --search
 CLUSTER_FLAGS = ("--job_name", "--task_index", "--ps_hosts", "--worker_hosts")
 WORKER_GRACE_SECS = 30  # time the other workers get to finish their last step after the chief
 INSIDE_ENV = "ENAS_LAUNCH_LOCAL_NETNS"  # set in the re-run inside the private network namespace
@@ -42,10 +44,12 @@ def usage_error(message):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                usage="%(prog)s [--num_workers N] [--num_ps M] -- <main_child_trainer.py flags>")
+                                usage="%(prog)s [--search] [--num_workers N] [--num_ps M] -- <trainer flags>")
+    p.add_argument("--search", action="store_true",
+                   help="run the search (main_controller_child_trainer.py), not a retraining")
     p.add_argument("--num_workers", type=int, default=2, help="worker processes; worker 0 is the chief")
     p.add_argument("--num_ps", type=int, default=1, help="parameter server processes")
-    p.add_argument("trainer_flags", nargs=argparse.REMAINDER, help="flags for main_child_trainer.py, after --")
+    p.add_argument("trainer_flags", nargs=argparse.REMAINDER, help="flags for the trainer, after --")
     p.error = usage_error
     args = p.parse_args(argv)
     if args.trainer_flags[:1] == ["--"]:
@@ -79,7 +83,7 @@ def start_tasks(args, log_dir, tasks):
     chief = None
     for job, count in (("ps", args.num_ps), ("worker", args.num_workers)):
         for index in range(count):
-            cmd = [sys.executable, TRAINER] + args.trainer_flags + [
+            cmd = [sys.executable, TRAINERS[args.search]] + args.trainer_flags + [
                 "--job_name", job, "--task_index", str(index), "--ps_hosts", ps_hosts,
                 "--worker_hosts", worker_hosts]
             name = "{}{}".format(job, index)

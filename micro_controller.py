@@ -23,11 +23,15 @@ API
                          valid in its first r//4+2 (index rows) or
                          num_branches (op rows) columns, zero padded to
                          W = max(num_cells + 1, num_branches)
-    .build_trainer(valid_acc)   valid_acc: float32 scalar computed by the
-                         caller from sample_arc in the same sess.run. Adds
-                         valid_acc, reward, baseline, baseline_var, loss,
-                         grads, grad_norm, lr, optimizer, train_step,
-                         train_op, accum_count, accumulators.
+    .seeded_sample_arc(seed)   (normal_arc, reduce_arc) drawn statelessly
+                         from seed int64 [2]: the same in every process
+    .build_trainer(valid_acc, apply_in_train_op=True)   valid_acc: float32
+                         scalar computed by the caller from sample_arc in the
+                         same sess.run. Adds valid_acc, reward, baseline,
+                         baseline_var, loss, grads, grad_norm, lr, optimizer,
+                         train_step, train_op, accum_count, accumulators,
+                         reset_op (and apply_op when apply_in_train_op is
+                         False).
                          reward and baseline carry the baseline EMA update
                          as a control dependency (as in the original): fetch
                          them together with train_op, read baseline_var
@@ -36,6 +40,8 @@ API
 One run of train_op = one sampled architecture: the baseline is updated, the
 gradients of that sample are added to accumulators, and every num_aggregate
 runs ONE Adam step is applied with their average (train_step counts those).
+On a cluster, train_op only accumulates (each worker's samples, into the same
+variables on the parameter server) and the chief runs apply_op.
 """
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -60,12 +66,17 @@ def lstm_step(x, prev_c, prev_h, w_lstm):
     return next_c, next_h
 
 
-def _sample_from(logits):
-    """Sample one entry of logits [1, n].
+def _sample_from(logits, seed=None):
+    """Sample one entry of logits [1, n]; seed: None (TensorFlow's random stream) or int64 [2]
+    (stateless: the same seed and logits give the same choice in every process).
 
     Returns (choice int32 [1], -log pi [1], stop_gradient(entropy) [1]).
     """
-    choice = tf.reshape(tf.cast(tf.random.categorical(logits, 1), tf.int32), [1])
+    if seed is None:
+        draw = tf.random.categorical(logits, 1)
+    else:
+        draw = tf.random.stateless_categorical(logits, 1, seed)
+    choice = tf.reshape(tf.cast(draw, tf.int32), [1])
     log_prob = tf.nn.sparse_softmax_cross_entropy_with_logits(
         logits=logits, labels=choice)
     probs = tf.nn.softmax(logits)
@@ -96,7 +107,16 @@ class MicroController(object):
         self.name = name
         self.logits_width = max(num_cells + 1, num_branches)
         self._create_params()
-        self._build_both_samplers()
+        self._set_sample()
+
+    def seeded_sample_arc(self, seed):
+        """(normal_arc, reduce_arc) int32 [4B] drawn from the same controller
+        with stateless sampling: seed int64 [2]. The same seed and controller
+        weights give the same cells in every process, which is how a
+        cluster's workers agree on the cell of a global step without a
+        message. The second entries seed[1] + 0 .. 8B - 1 are used."""
+        normal, reduce = self._build_both_samplers(seed)
+        return normal["arc"], reduce["arc"]
 
     def _create_params(self):
         """Creates the LSTM, embedding, softmax and attention parameters."""
@@ -124,14 +144,26 @@ class MicroController(object):
                 self.w_attn_2 = tf.get_variable("w_2", [size, size])
                 self.v_attn = tf.get_variable("v", [size, 1])
 
-    def _build_both_samplers(self):
-        """Normal sampler from a zero state, reduce sampler from its end state."""
+    def _build_both_samplers(self, seed=None):
+        """Normal sampler from a zero state, reduce sampler from its end state.
+
+        seed: None, or int64 [2] for stateless draws (decision d of the pair
+        uses seed + [0, d]). Returns (normal, reduce), _build_sampler dicts.
+        """
         with tf.name_scope(self.name + "_sampler"):
             zeros = [tf.zeros([1, self.lstm_size], tf.float32)
                      for _ in range(self.lstm_num_layers)]
-            normal = self._build_sampler(zeros, zeros, use_bias=True)
+            normal = self._build_sampler(zeros, zeros, use_bias=True,
+                                         seed=seed)
+            reduce_seed = None if seed is None else seed + tf.constant(
+                [0, 4 * self.num_cells], tf.int64)
             reduce = self._build_sampler(normal["c"], normal["h"],
-                                         use_bias=False)
+                                         use_bias=False, seed=reduce_seed)
+        return normal, reduce
+
+    def _set_sample(self):
+        """The stateful sampler of the API (sample_arc, sample_entropy, ...)."""
+        normal, reduce = self._build_both_samplers()
         self.sample_arc = (normal["arc"], reduce["arc"])
         self.sample_entropy = normal["entropy"] + reduce["entropy"]
         self.sample_log_prob = normal["log_prob"] + reduce["log_prob"]
@@ -190,9 +222,10 @@ class MicroController(object):
                 layer_id, tf.matmul(prev_h[-1], self.w_attn_1))
         return prev_c, prev_h, anchors, anchors_w_1
 
-    def _node_body(self, use_bias, layer_id, inputs, c, h, anchors,
+    def _node_body(self, use_bias, seed, layer_id, inputs, c, h, anchors,
                    anchors_w_1, arc_seq, all_logits, entropy, log_prob):
-        """Samples index_1, index_2, op_1, op_2 of node layer_id (while body)."""
+        """Samples index_1, index_2, op_1, op_2 of node layer_id (while body);
+        seed: None or the cell's int64 [2] base seed (+ [0, position])."""
         start_id = 4 * (layer_id - 2)
         for i in range(4):
             c, h = lstm_step(inputs, c, h, self.w_lstm)
@@ -200,8 +233,10 @@ class MicroController(object):
                 logits = self._index_logits(layer_id, h[-1], anchors_w_1)
             else:
                 logits = self._op_logits(h[-1], use_bias)
-            choice, curr_log_prob, curr_ent = _sample_from(logits)
             pos = start_id + 2 * (i % 2) + i // 2
+            choice, curr_log_prob, curr_ent = _sample_from(
+                logits, None if seed is None else seed + tf.stack(
+                    [tf.constant(0, tf.int64), tf.cast(pos, tf.int64)]))
             arc_seq = arc_seq.write(pos, choice)
             all_logits = all_logits.write(pos, self._pad(logits))
             log_prob += curr_log_prob
@@ -217,10 +252,11 @@ class MicroController(object):
         return (layer_id + 1, self.g_emb, c, h, anchors, anchors_w_1,
                 arc_seq, all_logits, entropy, log_prob)
 
-    def _build_sampler(self, prev_c, prev_h, use_bias):
+    def _build_sampler(self, prev_c, prev_h, use_bias, seed=None):
         """Samples one cell: 4*num_cells decisions, starting from (c, h).
 
-        prev_c, prev_h: lists of [1, size]. Returns a dict with "arc" int32
+        prev_c, prev_h: lists of [1, size]; seed: None or int64 [2]
+        (stateless, decision at position p uses seed + [0, p]). Returns a dict with "arc" int32
         [4B], "entropy" and "log_prob" float32 scalars, "logits" float32
         [4B, W], and the final state "c", "h" (lists of [1, size]).
         """
@@ -233,7 +269,7 @@ class MicroController(object):
             tf.zeros([1], tf.float32), tf.zeros([1], tf.float32)]
         out = tf.while_loop(
             lambda layer_id, *args: tf.less(layer_id, self.num_cells + 2),
-            lambda *args: self._node_body(use_bias, *args),
+            lambda *args: self._node_body(use_bias, seed, *args),
             loop_vars, parallel_iterations=1)
         return {"arc": tf.reshape(out[6].stack(), [num]),
                 "logits": tf.reshape(out[7].stack(), [num, self.logits_width]),
@@ -269,10 +305,12 @@ class MicroController(object):
             loss = loss + self.l2_reg * l2
         self.loss = tf.identity(loss, name="loss")
 
-    def _build_accumulate(self, tf_variables):
-        """Adds this sample's gradients to accumulators; applies every N runs.
+    def _build_accumulate(self, tf_variables, apply_in_train_op):
+        """Adds this sample's gradients to accumulators; applies every N runs
+        (apply_in_train_op), else leaves that to apply_op.
 
-        Sets grads, grad_norm, accum_count, optimizer, train_step, train_op.
+        Sets grads, grad_norm, accum_count, optimizer, train_step, train_op,
+        reset_op (drops a partial update) and (not apply_in_train_op) apply_op.
         """
         grads = tf.gradients(self.loss, tf_variables)
         # Dense: w_emb's gradient is IndexedSlices (embedding_lookup).
@@ -291,16 +329,25 @@ class MicroController(object):
             "train_step", [], tf.int64, initializer=zeros, trainable=False)
         self.optimizer = tf.train.AdamOptimizer(
             self.lr, beta1=0.0, beta2=0.999, epsilon=1e-3, use_locking=True)
+        self.reset_op = tf.variables_initializer(
+            self.accumulators + [self.accum_count], name="reset_accumulators")
         adds = [a.assign_add(g) for a, g in zip(self.accumulators, self.grads)]
         with tf.control_dependencies(adds):
             count = self.accum_count.assign_add(1)
+        if not apply_in_train_op:
+            self.train_op = tf.group(count, name="train_op")
+            self.apply_op = tf.group(self._apply_average(tf_variables),
+                                     name="apply_op")
+            return
         apply = tf.cond(count >= self.num_aggregate,
                         lambda: self._apply_average(tf_variables),
                         lambda: tf.constant(False))
         self.train_op = tf.group(apply, name="train_op")
 
     def _apply_average(self, tf_variables):
-        """One Adam step with the averaged accumulators, then zeroes them."""
+        """One Adam step with the averaged accumulators, zeroes them, and only
+        then counts the step in train_step (so a process that sees train_step
+        move may add the next update's gradients)."""
         n = float(self.num_aggregate)
         avg = [a.read_value() / n for a in self.accumulators]
         # Root variable scope: slots are named <var>/Adam; absolute name scope:
@@ -308,19 +355,24 @@ class MicroController(object):
         with tf.variable_scope(tf.VariableScope(None, name=""),
                                auxiliary_name_scope=False), \
                 tf.name_scope(self._scope.original_name_scope):
-            step = self.optimizer.apply_gradients(
-                zip(avg, tf_variables), global_step=self.train_step)
+            step = self.optimizer.apply_gradients(zip(avg, tf_variables))
         with tf.control_dependencies([step]):
             resets = [a.assign(tf.zeros_like(a)) for a in self.accumulators]
             resets.append(self.accum_count.assign(0))
         with tf.control_dependencies(resets):
+            counted = self.train_step.assign_add(1)
+        with tf.control_dependencies([counted]):
             return tf.constant(True)
 
-    def build_trainer(self, valid_acc):
+    def build_trainer(self, valid_acc, apply_in_train_op=True):
         """Builds the REINFORCE trainer.
 
         valid_acc: float32 scalar tensor, the accuracy of sample_arc on one
         valid batch (computed by the caller in the same sess.run).
+        apply_in_train_op: the num_aggregate-th run of train_op applies the
+        update (one process); False: train_op only accumulates and apply_op
+        applies, run by a cluster's chief once num_aggregate samples from all
+        workers are in (cluster.controller_phase).
         """
         tf_variables = [v for v in tf.trainable_variables()
                         if v.name.startswith(self._scope.name + "/")]
@@ -330,7 +382,7 @@ class MicroController(object):
             self.lr = tf.constant(self.lr_value, tf.float32, name="lr")
             self._build_baseline()
             self._build_loss(tf_variables)
-            self._build_accumulate(tf_variables)
+            self._build_accumulate(tf_variables, apply_in_train_op)
 
 
 def uniform_entropy(num_cells, num_branches=5):
@@ -348,20 +400,31 @@ class UniformSampler(object):
                       at every run (node n: each index uniform in 0..n-1, each op in
                       0..num_branches-1)
     .sample_entropy   float32 scalar, uniform_entropy(num_cells, num_branches)
+    .seeded_sample_arc(seed)   the same draw, stateless from seed int64 [2]
     """
 
     def __init__(self, num_cells, num_branches=5, name="uniform_sampler"):
-        with tf.name_scope(name):
-            self.sample_arc = (self._sample_cell(num_cells, num_branches),
-                               self._sample_cell(num_cells, num_branches))
-            self.sample_entropy = tf.constant(uniform_entropy(num_cells, num_branches),
-                                              tf.float32)
+        self.num_cells, self.num_branches, self.name = num_cells, num_branches, name
+        self.sample_arc = self.seeded_sample_arc(None)
+        self.sample_entropy = tf.constant(uniform_entropy(num_cells, num_branches), tf.float32)
 
-    @staticmethod
-    def _sample_cell(num_cells, num_branches):
+    def seeded_sample_arc(self, seed):
+        """(normal_arc, reduce_arc); seed None (random stream) or int64 [2], of which the second
+        entries seed[1] + 0 .. 3 are used."""
+        seeds = [None] * 4 if seed is None else [seed + tf.constant([0, i], tf.int64) for i in range(4)]
+        with tf.name_scope(self.name):
+            return (self._sample_cell(seeds[0], seeds[1]), self._sample_cell(seeds[2], seeds[3]))
+
+    def _sample_cell(self, index_seed, op_seed):
         """int32 [4B]: per node index_1, op_1, index_2, op_2."""
+        num_cells, num_branches = self.num_cells, self.num_branches
         num_inputs = np.repeat(np.arange(2, num_cells + 2), 2).astype(np.float32)  # [2B]
-        index = tf.cast(tf.floor(tf.random.uniform([2 * num_cells]) * num_inputs), tf.int32)
+        if index_seed is None:
+            u = tf.random.uniform([2 * num_cells])
+            op = tf.random.uniform([2 * num_cells], 0, num_branches, tf.int32)
+        else:
+            u = tf.random.stateless_uniform([2 * num_cells], index_seed)
+            op = tf.random.stateless_uniform([2 * num_cells], op_seed, 0, num_branches, tf.int32)
+        index = tf.cast(tf.floor(u * num_inputs), tf.int32)
         index = tf.minimum(index, num_inputs.astype(np.int32) - 1)  # U may round up to 1
-        op = tf.random.uniform([2 * num_cells], 0, num_branches, tf.int32)
         return tf.reshape(tf.stack([index, op], axis=1), [4 * num_cells])

@@ -88,7 +88,7 @@ def run(mode):
     search = mode == "search"
     records.check_flags(FLAGS, search)
     fixed_arc = None if search else search_space.parse_arc(FLAGS.child_fixed_arc, FLAGS.child_num_cells)
-    cluster = None if search else cluster_lib.from_flags(FLAGS)
+    cluster = cluster_lib.from_flags(FLAGS)
     if cluster and cluster.job == "ps":
         return cluster_lib.serve(cluster)
     chief = cluster is None or cluster.is_chief
@@ -118,8 +118,8 @@ def read_data():
 def build_and_train(data, search, fixed_arc, cluster):
     """Builds the graph and trains: the whole loop in one process or a cluster's chief, else a
     cluster worker's own loop."""
-    if FLAGS.seed is not None:
-        tf.set_random_seed(FLAGS.seed)
+    if FLAGS.seed is not None:  # each worker its own random stream (dropout, controller samples)
+        tf.set_random_seed(FLAGS.seed + (cluster.task_index if cluster else 0))
     sync = cluster_lib.SyncTraining(cluster) if cluster else None
     with cluster.device_scope() if cluster else contextlib.nullcontext():
         g = graph_lib.build(FLAGS, data, search, fixed_arc, sync)
@@ -127,9 +127,50 @@ def build_and_train(data, search, fixed_arc, cluster):
     if cluster is None or cluster.is_chief:
         Loop(sess, g, data, search, sync).train()
     else:
-        cluster_lib.worker_loop(sess, g.train, g.global_step, FLAGS.num_epochs * g.num_train_batches,
-                                FLAGS.log_every, sync)
+        step = (search_worker_loop if search else worker_loop)(sess, g, sync)
+        print("worker {}: done, {} steps of its own, global step {}".format(
+            cluster.task_index, sync.own_steps, step), flush=True)
     sync.close(sess) if sync else sess.close()  # not on errors: see cluster_lib.exit_now
+
+
+def worker_loop(sess, g, sync):
+    """A retraining's non-chief worker: child steps to the end; returns the global step."""
+    return cluster_lib.worker_steps(sess, g.train, int(sess.run(g.global_step)),
+                                    FLAGS.num_epochs * g.num_train_batches, FLAGS.log_every, sync)
+
+
+def search_worker_loop(sess, g, sync):
+    """A search's non-chief worker, in step with the chief (cluster.py): each child epoch, then at
+    its end its share of the controller phase, then a wait until the chief has evaluated and
+    saved (sync.epoch_released). The chief alone scores the final cells. Returns the global step."""
+    steps_per_epoch, total = g.num_train_batches, FLAGS.num_epochs * g.num_train_batches
+    step = int(sess.run(g.global_step))
+    while True:
+        epoch = step // steps_per_epoch
+        if epoch > int(sess.run(g.epochs_done)):  # an epoch end the chief has not finished
+            if trains_controller(epoch):
+                sess.run(g.eval_init["reward"])
+                cluster_lib.controller_phase(sess, g.controller, sync, controller_updates_by(epoch),
+                                             lambda: sess.run(g.controller.train_op))
+            if step >= total:
+                return step
+            cluster_lib.wait_for(sess, sync.epoch_released, lambda done: done >= epoch,
+                                 "the chief's end of epoch {}".format(epoch), sync.wait_secs(sess))
+        if step >= total:
+            return step
+        step = cluster_lib.worker_steps(sess, g.train, step, (epoch + 1) * steps_per_epoch,
+                                        FLAGS.log_every, sync)
+
+
+def trains_controller(epoch):
+    """Whether a search's end of `epoch` has a controller phase."""
+    return epoch % FLAGS.controller_train_every == 0 and not FLAGS.random_search
+
+
+def controller_updates_by(epoch):
+    """The controller's train_step after the controller phase of `epoch` (a resumed phase does
+    only the updates it still lacks)."""
+    return epoch // FLAGS.controller_train_every * FLAGS.controller_train_steps
 
 
 def export_model(data, fixed_arc):
@@ -155,6 +196,8 @@ def restore_or_init(sess, g):
     if latest:
         checkpoints.restore(sess, g.saver, latest, FLAGS.output_dir)
         print("Resumed from {} at step {}".format(latest, int(sess.run(g.global_step))))
+        if g.controller:  # a stop inside a controller phase: its redo starts with whole updates
+            sess.run(g.controller.reset_op)
     else:
         sess.run(g.init_op)
 
@@ -175,6 +218,8 @@ class Loop(object):
                                                       "batch", "train_op")}
         if sync:
             self.train_fetches["worker_steps"] = sync.worker_steps
+            self.train_fetches.update({k: g.train[k] for k in ("cell_step", "normal_arc", "reduce_arc")
+                                       if k in g.train})
 
     def summarize(self, step, values):
         """Writes {tag: number} as TensorBoard scalars at `step` (no extra graph ops or runs)."""
@@ -242,15 +287,17 @@ class Loop(object):
                   "tr_acc = {:<3d}/{:>3d} mins = {:<10.2f}".format(
                       step // self.num_train_batches, step, loss, lr, grad_norm, train_acc, batch,
                       self.mins()))
+            if "cell_step" in r:
+                print(cluster_lib.cell_line(r))
         return step
 
     def end_of_epoch(self, step):
         epoch = step // self.num_train_batches
+        if self.search and trains_controller(epoch):
+            print("Epoch {}: Training controller ({} updates of {} sampled cells)".format(
+                epoch, FLAGS.controller_train_steps, FLAGS.controller_num_aggregate))
+            self.train_controller(epoch)
         if self.search and epoch % FLAGS.controller_train_every == 0:
-            if not FLAGS.random_search:
-                print("Epoch {}: Training controller ({} updates of {} sampled cells)".format(
-                    epoch, FLAGS.controller_train_steps, FLAGS.controller_num_aggregate))
-                self.train_controller()
             self.print_sampled_arcs(epoch)
         if epoch % FLAGS.eval_every_epochs == 0 or step >= self.total_steps:
             print("Epoch {}: Eval".format(epoch))
@@ -259,6 +306,8 @@ class Loop(object):
         self.epoch_losses = []
         self.g.set_epochs_done(self.sess, epoch)
         self.save()
+        if self.sync:  # a search's workers wait for this before their next epoch
+            self.sync.release_epoch(self.sess, epoch)
         self.print_progress(step)
 
     def print_progress(self, step):
@@ -306,26 +355,42 @@ class Loop(object):
         return correct / float(max(n, 1))
 
     # ------------------------------------------------------------------------------ search only
-    def train_controller(self):
-        """controller_train_steps * controller_num_aggregate runs = controller_train_steps updates."""
-        c = self.g.controller
+    def train_controller(self, epoch):
+        """Updates the controller until its train_step is controller_updates_by(epoch), each of
+        controller_num_aggregate samples: in one process that many runs of train_op per update;
+        on a cluster this chief's share (cluster.controller_phase)."""
+        c, end = self.g.controller, controller_updates_by(epoch)
         self.sess.run(self.g.eval_init["reward"])
+        updates = max(end - int(self.sess.run(c.train_step)), 0)
+        started, runs = time.time(), iter(range(updates * FLAGS.controller_num_aggregate))
+        if self.sync:
+            cluster_lib.controller_phase(self.sess, c, self.sync, end,
+                                         lambda: self.controller_sample(next(runs)))
+        else:
+            for run_id in runs:
+                self.controller_sample(run_id)
+        seconds = time.time() - started
+        print("Controller phase: {} updates in {:.1f} s ({:.2f} s per update)".format(
+            updates, seconds, seconds / max(updates, 1)))
+
+    def controller_sample(self, run_id):
+        """One run of the controller's train_op (one sampled cell); logs every log_every runs."""
+        c = self.g.controller
         fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
                    c.train_op]
-        for run_id in range(FLAGS.controller_train_steps * FLAGS.controller_num_aggregate):
-            loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(fetches)
-            self.controller_state = {"baseline": baseline, "entropy": entropy}
-            if not math.isfinite(loss):
-                raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
-                                    "checkpoint in {} is kept".format(loss, run_id, FLAGS.output_dir))
-            if (run_id + 1) % FLAGS.log_every == 0:
-                ctrl_step = int(self.sess.run(c.train_step))
-                self.summarize(ctrl_step, {
-                    "controller/loss": loss, "controller/reward": reward, "controller/baseline": baseline,
-                    "controller/entropy": entropy, "controller/valid_acc": valid_acc})
-                print("ctrl_step = {:<6d}loss = {:<7.3f} ent = {:<5.2f} lr = {:<6.4f} |g| = {:<8.4f} "
-                      "acc = {:<6.4f} bl = {:<5.2f} mins = {:<.2f}".format(
-                          ctrl_step, loss, entropy, lr, grad_norm, valid_acc, baseline, self.mins()))
+        loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(fetches)
+        self.controller_state = {"baseline": baseline, "entropy": entropy}
+        if not math.isfinite(loss):
+            raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
+                                "checkpoint in {} is kept".format(loss, run_id, FLAGS.output_dir))
+        if (run_id + 1) % FLAGS.log_every == 0:
+            ctrl_step = int(self.sess.run(c.train_step))
+            self.summarize(ctrl_step, {
+                "controller/loss": loss, "controller/reward": reward, "controller/baseline": baseline,
+                "controller/entropy": entropy, "controller/valid_acc": valid_acc})
+            print("ctrl_step = {:<6d}loss = {:<7.3f} ent = {:<5.2f} lr = {:<6.4f} |g| = {:<8.4f} "
+                  "acc = {:<6.4f} bl = {:<5.2f} mins = {:<.2f}".format(
+                      ctrl_step, loss, entropy, lr, grad_norm, valid_acc, baseline, self.mins()))
 
     def print_sampled_arcs(self, epoch, num=10):
         """Samples `num` architectures, scores each on one valid batch, prints and records them.

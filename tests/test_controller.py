@@ -12,7 +12,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 tf.disable_v2_behavior()
 tf.enable_resource_variables()
 
-from micro_controller import MicroController  # noqa: E402
+from micro_controller import MicroController, UniformSampler  # noqa: E402
 
 
 def _session(graph):
@@ -133,6 +133,77 @@ def test_gradients_accumulate_and_apply_every_num_aggregate():
     assert any(not np.array_equal(a, b) for a, b in zip(after, before))
     for a in sess.run(ctrl.accumulators):
         assert not a.any()
+    sess.close()
+
+
+def _two_seeded_samplers(sampler, run_seed=7):
+    """(step placeholder int64 [], first, second): two separate seeded samplers of the same
+    weights, as two workers build them, each (normal, reduce) seeded by (run_seed, step)."""
+    step = tf.placeholder(tf.int64, [])
+    seed = tf.stack([tf.constant(run_seed, tf.int64), step * 40])
+    first, second = sampler.seeded_sample_arc(seed), sampler.seeded_sample_arc(seed)
+    return step, first, second
+
+
+@pytest.mark.parametrize("kind", ["controller", "uniform"])
+def test_seeded_sampler_is_a_function_of_the_step_with_the_samplers_distribution(kind):
+    """The cluster's cell of a global step: the same in every process that reads the same step and
+    weights, different across steps, and drawn from the same distribution as sample_arc."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(3)
+        sampler = (MicroController(num_cells=5, tanh_constant=1.1, op_tanh_reduce=2.5)
+                   if kind == "controller" else UniformSampler(5))
+        step, first, second = _two_seeded_samplers(sampler)
+        init = tf.global_variables_initializer()
+    sess = tf.Session(graph=graph)
+    sess.run(init)
+    seeded, stateful = [], []
+    for s in range(400):
+        a, b = sess.run([first, second], {step: s})
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(a[0], sess.run(first, {step: s})[0])  # and on a rerun
+        seeded.append(np.concatenate(a))
+        stateful.append(np.concatenate(sess.run(sampler.sample_arc)))
+    sess.close()
+    assert len({tuple(x) for x in seeded}) == 400  # 400 steps, 400 different cells
+    seeded, stateful = np.array(seeded), np.array(stateful)
+    for column in (slice(1, None, 2), slice(0, None, 2)):  # ops, then input indices
+        for value in range(5):
+            f_seeded = np.mean(seeded[:, column] == value)
+            f_stateful = np.mean(stateful[:, column] == value)
+            assert abs(f_seeded - f_stateful) < 0.03, (column, value, f_seeded, f_stateful)
+
+
+def test_cluster_trainer_accumulates_in_train_op_and_applies_in_apply_op():
+    """apply_in_train_op=False (a cluster): train_op only adds each sample's gradients; apply_op
+    applies their average once, zeroes the accumulators, and only then counts the step;
+    reset_op drops a partial update."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(4)
+        ctrl = MicroController(num_cells=3, num_aggregate=3)
+        ctrl.build_trainer(tf.constant(0.5), apply_in_train_op=False)
+    params = _controller_vars(graph)
+    sess = _session(graph)
+    before = sess.run(params)
+    grad_sum = [np.zeros_like(p) for p in before]
+    for run in range(4):  # one more than num_aggregate: train_op never applies
+        grads, _ = sess.run([ctrl.grads, ctrl.train_op])
+        grad_sum = [s + g for s, g in zip(grad_sum, grads)]
+    assert sess.run(ctrl.train_step) == 0 and sess.run(ctrl.accum_count) == 4
+    for b, a in zip(before, sess.run(params)):
+        np.testing.assert_array_equal(a, b)
+    for s, a in zip(grad_sum, sess.run(ctrl.accumulators)):
+        np.testing.assert_allclose(a, s, rtol=1e-5, atol=1e-7)
+    sess.run(ctrl.apply_op)
+    assert sess.run(ctrl.train_step) == 1 and sess.run(ctrl.accum_count) == 0
+    assert any(not np.array_equal(a, b) for a, b in zip(sess.run(params), before))
+    assert not any(a.any() for a in sess.run(ctrl.accumulators))
+    sess.run(ctrl.train_op)
+    sess.run(ctrl.reset_op)
+    assert sess.run(ctrl.accum_count) == 0 and not any(a.any() for a in sess.run(ctrl.accumulators))
     sess.close()
 
 

@@ -1,6 +1,6 @@
-"""Data-parallel retraining on a local cluster (cluster.py, launch_local.py).
+"""Data-parallel retraining and search on a local cluster (cluster.py, launch_local.py).
 
-The two cluster tests start real processes with launch_local.py: 1 parameter server + 2 workers on
+The cluster tests start real processes with launch_local.py: 1 parameter server + 2 workers on
 127.0.0.1. A bound on every wait (subprocess timeouts) keeps a hanging cluster from hanging the suite.
 """
 import json
@@ -23,6 +23,8 @@ LAUNCHER = os.path.join(ROOT, "launch_local.py")
 TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2", "--child_out_filters", "4",
         "--batch_size", "16", "--log_every", "1", "--seed", "0", "--n_aug_img", "1", "--num_threads", "1",
         "--child_fixed_arc", ARC16]
+SEARCH_TINY = TINY[:TINY.index("--child_fixed_arc")] + [
+    "--controller_train_steps", "2", "--controller_num_aggregate", "3", "--controller_num_final_arcs", "2"]
 TRAIN_PER_CLASS = 64  # 2 classes: 128 images = 4 global steps of 2 x 16 per epoch
 
 
@@ -33,14 +35,26 @@ def cluster_data(tmp_path_factory):
                             per_class=(TRAIN_PER_CLASS, 4, 4), size=8)
 
 
-def launch(args, log_dir):
-    """Starts launch_local.py with 2 workers; its stdout and stderr go to files in log_dir."""
+def launch(args, log_dir, search=False):
+    """Starts launch_local.py with 2 workers; its stdout and stderr go to files in log_dir.
+    read_logs() -> [stdout, stderr]; worker_log(1) -> worker 1's output so far."""
     paths = [os.path.join(str(log_dir), name) for name in ("launcher.out", "launcher.err")]
     with open(paths[0], "w") as out, open(paths[1], "w") as err:
-        proc = subprocess.Popen([sys.executable, LAUNCHER, "--num_workers", "2", "--"] + args, cwd=ROOT,
-                                stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen([sys.executable, LAUNCHER, "--num_workers", "2"] + ["--search"] * search +
+                                ["--"] + args, cwd=ROOT, stdout=out, stderr=err, text=True)
     proc.read_logs = lambda: [open(p).read() for p in paths]
+    proc.worker_log = lambda task: open(os.path.join(re.search(
+        r"logs of the tasks other than the chief are in (\S+)", proc.read_logs()[1]).group(1),
+        "worker{}.log".format(task))).read()
     return proc
+
+
+def wait_for_line(run, pattern, timeout=600):
+    """Waits until the chief's output has a line matching pattern (the run still going)."""
+    deadline = time.time() + timeout
+    while not re.search(pattern, run.read_logs()[0], re.M):
+        assert time.time() < deadline and run.poll() is None, run.read_logs()[1][-3000:]
+        time.sleep(0.5)
 
 
 def started_pids(stderr):
@@ -130,25 +144,103 @@ def test_killed_worker_stops_the_chief_with_a_message(cluster_data, tmp_path):
     out = str(tmp_path / "out")
     run = launch(data_flags(cluster_data) + TINY + ["--num_epochs", "500", "--output_dir", out,
                                                     "--sync_timeout_secs", "15"], tmp_path)
-    deadline = time.time() + 600
-    while not re.search(r"^epoch = \d+\s+ch_step = 3\s", run.read_logs()[0], re.M):
-        assert time.time() < deadline and run.poll() is None, run.read_logs()[1][-3000:]
-        time.sleep(1)
+    wait_for_line(run, r"^epoch = \d+\s+ch_step = 3\s")
     pids = started_pids(run.read_logs()[1])
     if namespaces_work():
         assert "private network namespace: its ports are on loopback only" in run.read_logs()[1]
         assert_off_the_network(pids)
     else:
         assert "cannot start the cluster in a private network namespace" in run.read_logs()[1]
+    kill_worker_and_check_the_end(run, pids)
+
+
+def kill_worker_and_check_the_end(run, pids):
+    """Kills worker 1: the run ends with one error line, exit 1, and every process gone."""
     os.kill(pids["worker1"], signal.SIGKILL)
     run.wait(timeout=300)  # 15 s without an update, then shut-down: far below this bound
     stdout, stderr = run.read_logs()
     assert run.returncode == 1, (run.returncode, stderr[-3000:])
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and ("sync_timeout_secs" in errors[0] or "worker 1" in errors[0]), stderr[-3000:]
+    assert len(errors) == 1 and ("sync_timeout_secs" in errors[0] or "worker 1" in errors[0]
+                                 or "waited" in errors[0]), stderr[-3000:]
     assert "Traceback" not in stderr
     assert "worker1 exited with status -9" in stderr
     assert not [name for name, pid in pids.items() if alive(pid)]
+
+
+CELL_LINE = re.compile(r"^(?:worker \d+ )?cell of step (\d+): (.*)$", re.M)
+
+
+def cells_by_step(*logs):
+    """{global step: set of cells the processes' logs say they trained on the step they read}."""
+    cells = {}
+    for log in logs:
+        for step, arc in CELL_LINE.findall(log):
+            cells.setdefault(int(step), set()).add(arc)
+    return cells
+
+
+def test_search_on_two_workers_trains_one_cell_per_step_and_resumes(cluster_data, tmp_path):
+    """A tiny search on 1 ps + 2 workers, stopped with Ctrl-C after its first epoch and rerun."""
+    out, epochs, steps_per_epoch = str(tmp_path / "out"), 3, 2 * TRAIN_PER_CLASS // (2 * 16)
+    args = data_flags(cluster_data) + SEARCH_TINY + ["--num_epochs", str(epochs), "--output_dir", out,
+                                                     "--sync_timeout_secs", "120"]
+    logs = []
+    for attempt in ("stopped", "resumed"):
+        os.makedirs(str(tmp_path / attempt))
+        run = launch(args, tmp_path / attempt, search=True)
+        if attempt == "stopped":
+            wait_for_line(run, r"^Progress: epoch 1/3")
+            run.send_signal(signal.SIGINT)
+        run.wait(timeout=900)
+        stdout, stderr = run.read_logs()
+        assert run.returncode == (130 if attempt == "stopped" else 0), stderr[-3000:]
+        assert not [name for name, pid in started_pids(stderr).items() if alive(pid)]
+        logs += [stdout, run.worker_log(1)]
+    assert re.search(r"^Resumed from .* at step [1-9]", stdout, re.M), stdout[:3000]
+    # every process trained the same cell at each global step, and the cells change with the step
+    cells = cells_by_step(*logs)
+    total = epochs * steps_per_epoch
+    assert sorted(cells) == list(range(total)), sorted(cells)
+    assert all(len(arcs) == 1 for arcs in cells.values()), cells
+    assert len({arc for arcs in cells.values() for arc in arcs}) >= total // 2
+    assert {s for s, _ in CELL_LINE.findall(logs[1] + logs[3])} == {str(s) for s in range(total)}
+    # the child's global step and the controller's update count end where they should
+    import tensorflow.compat.v1 as tf
+    assert latest_step(out) == total
+    assert tf.train.load_variable(out, "controller/train_step") == epochs * 2
+    assert len(re.findall(r"^Controller phase: \d+ updates", logs[0] + logs[2], re.M)) >= epochs
+    losses = [float(x) for x in re.findall(r"ch_step = \d+\s+loss = (\S+)", logs[0] + logs[2])]
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4, losses
+    # only the chief wrote; best_arc.txt is an arc main_child_trainer.py trains
+    assert not [f for f in os.listdir(out) if "worker" in f or "ps" in f]
+    assert "Best architecture: " in stdout
+    retrain = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main_child_trainer.py")] + data_flags(cluster_data) +
+        TINY[:TINY.index("--child_fixed_arc")] + ["--child_fixed_arc", os.path.join(out, "best_arc.txt"),
+                                                  "--num_epochs", "1", "--output_dir", str(tmp_path / "final")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert retrain.returncode == 0 and "test_accuracy" in retrain.stdout, retrain.stderr[-3000:]
+
+
+def test_search_with_a_backup_worker_drops_stale_steps_and_stops_when_a_worker_dies(cluster_data,
+                                                                                       tmp_path):
+    """--child_num_aggregate 1 of 2 workers: each update takes the first gradient and drops the
+    other worker's, computed for a step that has passed; no process ever trained two cells on
+    one step. Then a killed worker stops the search with one line."""
+    args = data_flags(cluster_data) + SEARCH_TINY + [
+        "--num_epochs", "500", "--output_dir", str(tmp_path / "out"), "--sync_timeout_secs", "15",
+        "--child_num_aggregate", "1"]
+    run = launch(args, tmp_path, search=True)
+    wait_for_line(run, r"^epoch = \d+\s+ch_step = 30\s")  # epoch 4 of 8 steps
+    stdout, worker = run.read_logs()[0], run.worker_log(1)
+    cells = cells_by_step(stdout, worker)
+    assert all(len(arcs) == 1 for arcs in cells.values()), cells
+    chief_steps = len(CELL_LINE.findall(stdout))
+    worker_steps = len(CELL_LINE.findall(worker))
+    last_step = max(ch_steps(stdout))
+    assert chief_steps + worker_steps > last_step + 2, (chief_steps, worker_steps, last_step)
+    kill_worker_and_check_the_end(run, started_pids(run.read_logs()[1]))
 
 
 # ------------------------------------------------------------------------------------ unit tests
