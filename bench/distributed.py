@@ -25,6 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import search_space  # noqa: E402  (TF-free)
+from machine import cpu_model  # noqa: E402
 
 DEFAULT_FLAGS = {False: ["--child_fixed_arc", search_space.MNIST_ARC, "--child_num_layers", "6", "--n_aug_img", "1"],
                  True: ["--controller_train_steps", "5", "--controller_num_final_arcs", "2"]}
@@ -79,17 +80,6 @@ def run(label, cmd, batch_size, workers):
     phase = "  {:.2f} s per controller update".format(statistics.mean(controller)) if controller else ""
     print("{:<22s} {:>8.1f} child images/s  ({} global steps of {} images){}".format(
         label, rate, steps, batch_size * workers, phase), flush=True)
-
-
-def cpu_model():
-    """/proc/cpuinfo's model name, family and model (TF-free, as this script is)."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return "unknown CPU"
-    field = lambda name: (re.findall(r"^{}\s*:\s*(.*)$".format(name), info, re.M) or ["?"])[0]  # noqa: E731
-    return "{} (family {}, model {}), {} logical cores".format(
-        field("model name"), field("cpu family"), field("model"), os.cpu_count())
 
 
 def main():

@@ -38,7 +38,8 @@ import data_utils  # noqa: E402
 import graph as graph_lib  # noqa: E402
 import search_space  # noqa: E402
 import make_dataset  # noqa: E402
-from throughput import SEARCH_DEFAULTS, cpu_model  # noqa: E402
+from machine import cpu_model  # noqa: E402
+from throughput import SEARCH_DEFAULTS  # noqa: E402
 
 
 

@@ -29,7 +29,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import utils  # noqa: E402  (first: imports TensorFlow quietly)
-import throughput as tp  # noqa: E402  (generated data, timing helpers, CPU model)
+import throughput as tp  # noqa: E402  (generated data, timing helpers)
+from machine import cpu_model  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 import data_utils  # noqa: E402
@@ -216,7 +217,7 @@ def main(argv=None):
     args = parse_args(argv)
     utils.probe_devices_quietly()
     print("CPU: {}; preset {}: {}x{}x{}, {} layers, {} filters, batch {}, cutout {}".format(
-        tp.cpu_model(), args.preset, args.img_size, args.img_size, args.channel,
+        cpu_model(), args.preset, args.img_size, args.img_size, args.channel,
         args.child_num_layers, args.child_out_filters, args.batch_size, args.child_cutout_size))
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_memory:  # first, while this process is still small (the paper preset's

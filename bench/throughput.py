@@ -16,7 +16,6 @@ The flags graph.build reads are a plain namespace holding the search defaults of
 import argparse
 import contextlib
 import os
-import platform
 import re
 import signal
 import statistics
@@ -37,6 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 import data_utils  # noqa: E402
+from machine import cpu_model  # noqa: E402
 import graph as graph_lib  # noqa: E402
 
 NUM_CLASSES = 10
@@ -353,20 +353,8 @@ def bench_complete_run(args, tmp, dirs):
 
 
 # ------------------------------------------------------------------------------------ main
-def cpu_model():
-    """The 'model name' of /proc/cpuinfo (or platform.processor())."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            match = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-        if match:
-            return match.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def print_header(args, flags):
-    print("cpu: {} ({} logical cores)".format(cpu_model(), os.cpu_count()))
+    print("cpu: {}".format(cpu_model()))
     print("tensorflow: {}".format(tf.__version__))
     print("config: {}x{}x{} images, {} train, {} layers, {} filters, batch {}, {} timed steps after "
           "{} warm-up".format(args.img_size, args.img_size, args.channel,
