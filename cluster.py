@@ -112,8 +112,6 @@ def from_flags(flags):
     if not 1 <= num_aggregate <= len(workers):
         raise UserError("--child_num_aggregate must be in [1, {}] (the number of workers), got {}".format(
             len(workers), num_aggregate))
-    if flags.sync_timeout_secs <= 0:
-        raise UserError("--sync_timeout_secs must be > 0, got {}".format(flags.sync_timeout_secs))
     spec = tf.train.ClusterSpec({"ps": ps, "worker": workers})
     return Cluster(spec, job, index, num_aggregate, flags.sync_timeout_secs)
 
@@ -148,6 +146,7 @@ class SyncTraining(object):
         self.cluster = cluster
         self.optimizer = None
         self._last_change = {}
+        self._paused_secs, self._paused_since = 0.0, None  # epoch ends, off check_workers' clock
         self._first_step_done = False
         self.own_steps = 0
 
@@ -216,15 +215,26 @@ class SyncTraining(object):
         them has not made its first step (it may still be building its graph)."""
         return self.cluster.timeout_secs + (0 if all(sess.run(self.worker_steps)) else STARTUP_SECS)
 
+    def pause_watch(self):
+        """Chief, at an epoch end: the workers' step counts stand still until release_epoch, and
+        that time does not count towards check_workers' timeout."""
+        self._paused_since = time.time()
+
     def release_epoch(self, sess, epoch):
         """Chief: the end of `epoch` is done (eval, checkpoint); a search's workers, which waited
-        for it, start the next epoch, so their step counts are watched afresh."""
+        for it, start the next epoch, and check_workers' clock runs again."""
         sess.run(self._release, {self._released_value: epoch})
-        self._last_change = {}
+        self.resume_watch()
+
+    def resume_watch(self):
+        if self._paused_since is not None:
+            self._paused_secs += time.time() - self._paused_since
+            self._paused_since = None
 
     def check_workers(self, worker_steps, now=None):
-        """Chief: raises ClusterError when a worker's step count has not moved for timeout_secs."""
-        now = time.time() if now is None else now
+        """Chief: raises ClusterError when a worker's step count has not moved for timeout_secs
+        of child steps (epoch ends excluded, pause_watch)."""
+        now = (time.time() if now is None else now) - self._paused_secs
         for task, count in enumerate(worker_steps):
             last_count, since = self._last_change.get(task, (None, now))
             if count != last_count:

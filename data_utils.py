@@ -28,16 +28,6 @@ from errors import UserError
 SPLITS = ("train", "valid", "test")
 
 
-def _check_flags(channel, img_size, n_aug_img):
-    """Raise UserError for bad --channel, --img_size or --n_aug_img values."""
-    if channel not in (1, 3):
-        raise UserError("--channel must be 1 or 3, got %r" % (channel,))
-    if not isinstance(img_size, (int, np.integer)) or img_size <= 0 or img_size % 4:
-        raise UserError("--img_size must be a positive multiple of 4, got %r" % (img_size,))
-    if not isinstance(n_aug_img, (int, np.integer)) or n_aug_img < 1:
-        raise UserError("--n_aug_img must be an integer >= 1, got %r" % (n_aug_img,))
-
-
 def _visible(names):
     """Sorted names without hidden entries (".DS_Store", ".ipynb_checkpoints")."""
     return sorted(n for n in names if not n.startswith("."))
@@ -162,14 +152,14 @@ def _channel_stats(images, chunk_pixels=1 << 22):
 
 
 def read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img,
-              skip_bad_images=False):
-    """Read the three split folders.
+              skip_bad_images=False, batch_size=None):
+    """Read the three split folders (the flag values are checked by enas_flags.check_flags;
+    this checks the data: folders, images, and batch_size against the training set).
 
     Returns {"images": {split: uint8 [N,S,S,C]}, "labels": {split: int32 [N]},
     "class_names": [str], "mean": float32 [C], "std": float32 [C], "channel": int,
     "img_size": int, "n_aug_img": int, "num_skipped": int}; S = img_size, C = channel.
     """
-    _check_flags(channel, img_size, n_aug_img)
     dirs = dict(zip(SPLITS, (train_dir, valid_dir, test_dir)))
     classes = _list_classes(train_dir)
     if len(classes) < 2:
@@ -187,6 +177,9 @@ def read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img,
         print("%s: %d images, %d classes, %dx%dx%d%s" % (
             split, len(labels), len(classes), img_size, img_size, channel,
             ", %d unreadable files skipped" % skipped if skipped else ""))
+    if batch_size is not None and batch_size > len(data["labels"]["train"]):
+        raise UserError("--batch_size %d is larger than the training set (%d images in %s)" % (
+            batch_size, len(data["labels"]["train"]), train_dir))
     data["mean"], data["std"] = _channel_stats(data["images"]["train"])
     return data
 
@@ -304,11 +297,6 @@ def _to_batches(index_ds, data, fn, batch_dim=None):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _check_batch_size(batch_size):
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise UserError("--batch_size must be a positive integer, got %r" % (batch_size,))
-
-
 def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1)):
     """Endless training batches: (float32 [B,H,W,C] normalised, int32 [B]).
 
@@ -316,7 +304,6 @@ def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1)):
     smaller); index i is image i % N, augmented when i >= N; optional cutout.
     shard (index, count): only the indices i with i % count == index (a worker's share of a cluster).
     """
-    _check_batch_size(batch_size)
     m = len(data["labels"]["train"]) * data["n_aug_img"]
     shard_index, num_shards = shard
     idx = tf.data.Dataset.range(shard_index, m, num_shards)
@@ -333,7 +320,6 @@ def eval_dataset(data, split, batch_size=100, mixed=False):
     normalises with the batch's own statistics, so a batch of one class loses what tells it
     apart: in file order its valid accuracy was close to chance.
     """
-    _check_batch_size(batch_size)
     n = len(data["labels"][split])
     idx = tf.data.Dataset.range(n)
     if mixed:
@@ -343,7 +329,6 @@ def eval_dataset(data, split, batch_size=100, mixed=False):
 
 def reward_dataset(data, batch_size, seed=None):
     """Endless shuffled valid batches of min(batch_size, N_valid) images, no augmentation."""
-    _check_batch_size(batch_size)
     n = len(data["labels"]["valid"])
     b = min(batch_size, n)
     idx = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)

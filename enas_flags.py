@@ -7,12 +7,16 @@ This module imports no TensorFlow, so that `--help` answers at once (exit_if_hel
 
   FLAGS, print_user_flags()   the parsed flags; every flag of this run, sorted, as the original printed
   exit_if_help(mode, argv)    -h / --help / --helpshort / --helpfull: print the flags, exit 0
+  check_flags(flags, mode)    one-line UserError for the first flag value that cannot work
 """
 import sys
 
 from absl import flags as absl_flags
 
+from errors import UserError
+
 FLAGS = absl_flags.FLAGS
+MIXED_PRECISION = ("none", "mixed_bfloat16", "mixed_float16")  # --mixed_precision (retraining)
 HELP_ARGS = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
 user_flags = []
 
@@ -150,3 +154,65 @@ def _define_cluster_flags():
                                                 "of workers (fewer makes the rest backup workers).")
     DEFINE_integer("sync_timeout_secs", 600, "Stop with an error when the cluster makes no progress, or a "
                                              "worker no step, for this many seconds.")
+
+
+def _positive(flags, names):
+    for name in names:
+        value = getattr(flags, name)
+        if value is None or value <= 0:
+            raise UserError("--{} must be positive, got {}".format(name, value))
+
+
+def check_flags(flags, mode):
+    """Raises UserError naming the first flag whose value cannot work; mode "search" or "final".
+
+    The one place flag values are checked. What they point to is checked where it is read: the
+    data folders, images and the batch against the training set in data_utils.read_data, an arc
+    string or file in search_space.parse_arc, the cluster's hosts (which may come from TF_CONFIG
+    instead) and --child_num_aggregate against their number in cluster.from_flags.
+    """
+    search = mode == "search"
+    _check_data_flags(flags.channel, flags.img_size, flags.n_aug_img)
+    _positive(flags, ["batch_size", "num_epochs", "child_out_filters", "child_num_cells", "log_every",
+                      "eval_every_epochs", "child_lr_T_0", "child_lr_T_mul"])
+    if flags.child_out_filters % 2:
+        raise UserError("--child_out_filters must be even (factorized reduction halves it), got {}"
+                        .format(flags.child_out_filters))
+    if flags.child_num_layers < 0:
+        raise UserError("--child_num_layers must be >= 0, got {}".format(flags.child_num_layers))
+    if flags.child_clip_mode not in ("global", "norm"):
+        raise UserError("--child_clip_mode must be global or norm, got {}".format(flags.child_clip_mode))
+    if flags.data_format not in ("NHWC", "NCHW"):
+        raise UserError("--data_format must be NHWC or NCHW, got {}".format(flags.data_format))
+    for name in ("child_keep_prob", "child_drop_path_keep_prob"):
+        if not 0.0 < getattr(flags, name) <= 1.0:
+            raise UserError("--{} must be in (0, 1], got {}".format(name, getattr(flags, name)))
+    if flags.sync_timeout_secs <= 0:
+        raise UserError("--sync_timeout_secs must be > 0, got {}".format(flags.sync_timeout_secs))
+    if flags.child_num_aggregate is not None and flags.child_num_aggregate < 1:
+        raise UserError("--child_num_aggregate must be >= 1 (at most the number of workers), got {}"
+                        .format(flags.child_num_aggregate))
+    if not search and flags.mixed_precision not in MIXED_PRECISION:
+        raise UserError("--mixed_precision must be one of {}, got {}".format(
+            ", ".join(MIXED_PRECISION), flags.mixed_precision))
+    if search:
+        if flags.child_shared_init not in ("aligned", "he"):
+            raise UserError("--child_shared_init must be aligned or he, got {}".format(
+                flags.child_shared_init))
+        _positive(flags, ["controller_num_aggregate", "controller_train_steps",
+                          "controller_train_every", "controller_num_final_arcs"])
+        if flags.child_fixed_arc:
+            raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
+    elif not flags.child_fixed_arc:
+        raise UserError("--child_fixed_arc is required: the {} integers of a cell string, or a file "
+                        "holding them (e.g. output/search/best_arc.txt)".format(8 * flags.child_num_cells))
+
+
+def _check_data_flags(channel, img_size, n_aug_img):
+    """UserError for bad --channel, --img_size or --n_aug_img values."""
+    if channel not in (1, 3):
+        raise UserError("--channel must be 1 or 3, got %r" % (channel,))
+    if not isinstance(img_size, int) or img_size <= 0 or img_size % 4:
+        raise UserError("--img_size must be a positive multiple of 4, got %r" % (img_size,))
+    if not isinstance(n_aug_img, int) or n_aug_img < 1:
+        raise UserError("--n_aug_img must be an integer >= 1, got %r" % (n_aug_img,))

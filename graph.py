@@ -1,27 +1,8 @@
 """Builds the whole TensorFlow graph of a run: input pipelines, child, controller, eval, saver.
 
-build(flags, data, search, fixed_arc) -> Graph, a plain namespace with
-  train         dict of child train tensors (loss, train_op, step: the global step after train_op,
-                lr, grad_norm, train_acc, batch; a cluster search adds cell_step, normal_arc,
-                reduce_arc: the global step this run read and the cell drawn from it)
-  controller    MicroController with its trainer (search) or None
-  sampler       where the search's cells come from: the controller, or with random_search a
-                UniformSampler (the controller is then built but never trained); in one process
-                the child trains on a fresh sample per step, on a cluster on the cell of the
-                global step (_cell_of_step)
-  sampled_valid_acc   accuracy of the sampler's cell on one reward batch (eval_init["reward"])
-  eval_init     {"valid", "test", "reward": op}: point the eval iterator at a split; "reward" gives
-                endless shuffled valid batches of batch_size for the controller (search only)
-  eval_correct, eval_count   correct predictions and examples in one eval batch
-  eval_images, eval_predictions   the eval batch's input and predicted class ids
-  eval_arc      (normal, reduce) int32 [4B] tensors the eval graph uses; feed them to score a given
-                arc (search; they default to a fresh controller sample per batch)
-  global_step, saver, init_op, num_params, num_train_batches, reward_batch_size
-  epochs_done   the last epoch whose end-of-epoch work (controller, eval) finished; with
-                set_epochs_done(sess, epoch) it lets a resumed run redo an interrupted epoch end
+build(flags, data, search, fixed_arc, sync=None) -> Graph (its docstring lists what it holds).
+session_config(flags, search) -> the session's ConfigProto.
 """
-import types
-
 import utils  # noqa: F401  (first: TensorFlow's quiet import and its CPU allocator)
 
 import tensorflow.compat.v1 as tf
@@ -34,17 +15,59 @@ from micro_controller import MicroController, UniformSampler
 EVAL_BATCH_SIZE = 100
 
 
+class Graph(object):
+    """What build() made for one run (None where a run has no such part):
+
+      train          dict of the child's train tensors: loss, train_op, lr, grad_norm, train_acc
+                     (correct count), num_params, step (the global step after train_op), batch;
+                     a cluster search adds cell_step, normal_arc, reduce_arc (the global step
+                     this run read and the cell drawn from it, _cell_of_step)
+      controller     the MicroController with its trainer (search)
+      sampler        where the search's cells come from: the controller, or with random_search
+                     a UniformSampler (the controller is then built but never trained)
+      sampled_valid_acc   float32 []: the sampler's cell's accuracy on one reward batch
+      eval_init      {"valid", "test": op}: restart that split's eval pass (every example once)
+      feed(sess, source)  the feed_dict that points the eval graph at "valid", "test" or
+                     "reward" (endless shuffled valid batches of reward_batch_size, the
+                     controller's own input; search only)
+      eval_correct, eval_count   int32 []: correct predictions and examples in one eval batch
+      eval_images, eval_predictions   the eval batch [N, H, W, C] and its class ids int32 [N]
+      eval_arc       (normal, reduce) int32 [4B] the eval graph uses; feed them to score a given
+                     arc (search; they default to a fresh sample per run)
+      global_step, saver, init_op, num_params, num_train_batches, reward_batch_size
+      cell_seed      int64 [], the seed of a cluster search's cells (every search has it)
+      epochs_done    int64 [], the last epoch whose end (controller, eval) finished; with
+                     set_epochs_done(sess, epoch) a resumed run redoes an interrupted epoch end
+    """
+    __slots__ = ("train", "controller", "sampler", "sampled_valid_acc", "eval_init", "eval_correct",
+                 "eval_count", "eval_images", "eval_predictions", "eval_arc", "global_step", "saver",
+                 "init_op", "num_params", "num_train_batches", "reward_batch_size", "cell_seed",
+                 "train_cell_step", "epochs_done", "_set_epochs_done", "_eval_source", "_handles",
+                 "_handle_values")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, None)
+
+    def feed(self, sess, source):
+        """{eval source placeholder: the string handle of source's iterator in sess}."""
+        if self._handle_values is None or self._handle_values[0] is not sess:
+            self._handle_values = (sess, sess.run(self._handles))
+        return {self._eval_source: self._handle_values[1][source]}
+
+    def set_epochs_done(self, sess, epoch):
+        self._set_epochs_done(sess, epoch)
+
+
 def session_config(flags, search=True):
     """Soft placement (GPU runs), optional thread counts, and grappler off, except for a
     retraining's --mixed_precision, which is grappler's auto-mixed-precision rewrite: it runs
     the float ops that gain from it in bfloat16 (oneDNN, CPU) or float16 (GPU), casting at the
     edges, while the variables stay float32.
 
-    Grappler (TensorFlow's graph optimizer) measured nothing but costs on these graphs: on the
-    50,000-node search graph it took 8 s and 0.27 GB of peak memory per new fetch signature,
-    and the search step ran 6 % slower after it; with only its remapper off (an earlier
-    measurement) inference had been 33-41 % slower than with it off. The search child's
-    recomputed layers also need it off (ops.recomputed).
+    Grappler (TensorFlow's graph optimizer) is off otherwise: on these graphs it cost start-up
+    time and memory for every new fetch signature and made no step faster (README, engineering
+    notes), and the search child's recomputed layers need it off (recompute.py).
     """
     config = tf.ConfigProto(allow_soft_placement=True)
     rewrite = config.graph_options.rewrite_options
@@ -87,21 +110,27 @@ def _next(dataset):
     return tf.data.make_one_shot_iterator(dataset).get_next()
 
 
-def _build_eval(g, flags, child, data, arcs, search, sync_task=None):
+def _build_eval(g, flags, child, data, arcs, search, task):
     """One inference graph for valid, test and (search) the reward batches.
 
-    The splits share it through a reinitializable iterator, so the child's forward graph is built
-    (and compiled by the first run) once instead of once per use.
+    Each source has its own iterator, and g.feed picks one per run (a string handle), so the
+    child's forward graph is built once, and the reward stream goes on from where it was,
+    whatever eval ran in between. task: this worker's index on a cluster, or None (a cluster's
+    workers each draw their own reward batches).
     """
     # search BN uses each batch's statistics: its eval batches must mix the classes
-    datasets = {s: data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)
-                for s in ("valid", "test")}
-    if search:  # a cluster's workers each draw their own reward batches
-        seed = flags.seed + (sync_task or 0) if flags.seed is not None else None
-        datasets["reward"] = data_utils.reward_dataset(data, flags.batch_size, seed)
-    iterator = tf.data.Iterator.from_structure(tf.data.get_output_types(datasets["valid"]),
-                                               tf.data.get_output_shapes(datasets["valid"]))
-    g.eval_init = {s: iterator.make_initializer(ds) for s, ds in datasets.items()}
+    iterators = {s: tf.data.make_initializable_iterator(
+        data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)) for s in ("valid", "test")}
+    if search:
+        seed = flags.seed + (task or 0) if flags.seed is not None else None
+        iterators["reward"] = tf.data.make_one_shot_iterator(
+            data_utils.reward_dataset(data, flags.batch_size, seed))
+    g.eval_init = {s: iterators[s].initializer for s in ("valid", "test")}
+    g._handles = {s: it.string_handle() for s, it in iterators.items()}
+    g._eval_source = tf.placeholder(tf.string, [], name="eval_source")
+    iterator = tf.data.Iterator.from_string_handle(
+        g._eval_source, tf.data.get_output_types(iterators["valid"]),
+        tf.data.get_output_shapes(iterators["valid"]))
     g.eval_images, labels = iterator.get_next()
     g.eval_correct, g.eval_predictions = child.build_eval(g.eval_images, labels, *arcs)
     g.eval_count = tf.shape(labels)[0]
@@ -126,11 +155,11 @@ def _build_epochs_done(g):
     g.epochs_done = tf.get_variable("epochs_done", [], tf.int64, tf.zeros_initializer(), trainable=False)
     new_value = tf.placeholder(tf.int64, [])
     assign = g.epochs_done.assign(new_value)
-    g.set_epochs_done = lambda sess, epoch: sess.run(assign, {new_value: epoch})
+    g._set_epochs_done = lambda sess, epoch: sess.run(assign, {new_value: epoch})
 
 
 def build(flags, data, search, fixed_arc, sync=None):
-    """Builds everything (see the module docstring). fixed_arc: (normal, reduce) lists or None.
+    """Builds everything (Graph lists it). fixed_arc: (normal, reduce) lists or None.
 
     sync: a cluster.SyncTraining for data-parallel workers (call under its cluster's device_scope):
     this worker reads its shard of the training set, and one global step (one update) averages
@@ -138,7 +167,7 @@ def build(flags, data, search, fixed_arc, sync=None):
     workers then all train the cell of the global step, and its controller trainer only
     accumulates (the chief applies, cluster.controller_phase).
     """
-    g = types.SimpleNamespace(controller=None, sampler=None, reward_batch_size=None)
+    g = Graph()
     c = sync.cluster if sync else None
     g.num_train_batches = data_utils.num_train_batches(
         len(data["labels"]["train"]), data["n_aug_img"], flags.batch_size * (c.num_aggregate if c else 1))
@@ -168,7 +197,7 @@ def build(flags, data, search, fixed_arc, sync=None):
         g.train["step"] = child.global_step.read_value()
     g.train["batch"] = tf.shape(labels)[0]
     _build_eval(g, flags, child, data, g.eval_arc, search, c.task_index if c else None)
-    if search:  # the reward: accuracy of the sampled arc on one reward batch (eval_init["reward"])
+    if search:  # the reward: accuracy of the sampled arc on one reward batch (g.feed "reward")
         g.sampled_valid_acc = tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32)
         g.controller.build_trainer(g.sampled_valid_acc, apply_in_train_op=sync is None)
     g.global_step = child.global_step

@@ -13,8 +13,8 @@ Two modes, side by side:
   search (`fixed_arc` None): the arcs are int32 [4B] tensors sampled per step; weights are shared per
     (layer, cell, slot, input index), as rows of one table per layer and kernel; each node reads
     only its sampled input (a TensorArray read) and runs only its sampled op (ops.select); unused
-    nodes are concatenated and projected back by a 1x1 conv. Training recomputes every
-    separable conv in the backward pass instead of keeping its activations, and the
+    nodes are concatenated and projected back by a 1x1 conv. Training recomputes
+    (recompute.py) every separable conv in the backward pass instead of keeping its activations, and the
     full-resolution layers around their sep convs' kept outputs; it frees each layer's nodes
     once its gradients exist. BN always uses batch statistics (shared weights have no
     per-architecture moving statistics).
@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 import ops
-import utils
+import optim
+import recompute
 
 AUX_LOSS_WEIGHT = 0.4
 
@@ -69,6 +70,11 @@ def _rows_init(mean, std, tied):
     return init
 
 
+def count_params(variables):
+    """Number of scalars in `variables`."""
+    return int(sum(np.prod(v.get_shape().as_list()) for v in variables))
+
+
 def reduction_layers(num_layers):
     """Layer ids of the reduction cells among num_layers + 2 cells (the paper's two reductions)."""
     pool_distance = num_layers // 3
@@ -84,7 +90,7 @@ class MicroChild(object):
                  name="child"):
         """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints.
 
-        clip_mode: how grad_bound clips (utils.clip_gradients): "global" norm or per-tensor "norm".
+        clip_mode: how grad_bound clips (optim.clip_gradients): "global" norm or per-tensor "norm".
         shared_init: how the search's shared tables start, "aligned" or "he" (module docstring).
         loss_scaling: dynamic loss scaling, which float16 training needs (gradients that would
         underflow in float16 are scaled up; a step whose gradients overflow is skipped).
@@ -116,8 +122,8 @@ class MicroChild(object):
     def model(self, images, is_training, normal_arc=None, reduce_arc=None):
         """images: float32 [N, H, W, C] -> (logits [N, num_classes], aux_logits [N, num_classes] or None).
 
-        is_training: dropout, drop path and (fixed mode) batch statistics in BN. The aux head is built
-        only for training graphs, where its loss is used.
+        is_training: a training graph (dropout, drop path, the aux head, whose loss only training
+        uses) or an inference one; with a fixed arc it also sets BN's statistics (_bn_mode).
         """
         if normal_arc is None:
             normal_arc, reduce_arc = self.fixed_arc
@@ -137,9 +143,13 @@ class MicroChild(object):
                     aux_logits = self._aux_head(x)
             return self._head(x, is_training), aux_logits
 
-    def _bn_training(self, is_training):
-        """What ops.batch_norm is told: batch statistics only in search mode (README "Where we differ", 4)."""
-        return ops.BATCH_STATS_ONLY if self.search else is_training
+    def _bn_mode(self, is_training):
+        """What every BN of the model does (ops.batch_norm): the search child always uses the
+        batch's statistics (BN_BATCH); a fixed arc's BN trains its moving averages in training
+        graphs (BN_TRAIN) and uses them in inference graphs (BN_MOVING)."""
+        if self.search:
+            return ops.BN_BATCH
+        return ops.BN_TRAIN if is_training else ops.BN_MOVING
 
     def _stem(self, images, is_training):
         """3x3 conv to 3 * out_filters channels, then BN (no ReLU: every op starts with its own)."""
@@ -147,7 +157,7 @@ class MicroChild(object):
             in_c = images.get_shape().as_list()[3 if self.data_format == "NHWC" else 1]
             w = ops.create_weight("w", [3, 3, in_c, 3 * self.out_filters])
             x = tf.nn.conv2d(images, w, [1, 1, 1, 1], "SAME", data_format=self.data_format)
-            return ops.batch_norm(x, self._bn_training(is_training), self.data_format)
+            return ops.batch_norm(x, self._bn_mode(is_training), self.data_format)
 
     def _layer(self, layer_id, layers, arc, out_filters, reduction, is_training):
         if not self.search:
@@ -156,23 +166,23 @@ class MicroChild(object):
 
         def search_layer(layers):
             if reduction:
-                x = ops.factorized_reduction(layers[-1], out_filters, ops.BATCH_STATS_ONLY,
+                x = ops.factorized_reduction(layers[-1], out_filters, ops.BN_BATCH,
                                              self.data_format)
                 layers = [layers[-1], x]
             return self._enas_layer(layers, arc, out_filters)
         if not is_training:
-            return ops.released(*search_layer(layers))
+            return recompute.released(search_layer, layers)
         # The layers before the first reduction cell hold the largest activations (full
         # resolution): the backward pass recomputes them, all but their sep convs, whose outputs
         # it reuses (each sep conv recomputes itself). The other layers keep their activations.
-        # Every layer frees its nodes once its gradients exist (ops.recomputed).
+        # Every layer frees its nodes once its gradients exist (recompute.own).
         if layer_id < self.pool_layers[0]:
-            return ops.recomputed(search_layer, layers, reuse_inner_outputs=True)
-        return ops.recomputed(search_layer, layers, keep_activations=True)
+            return recompute.recomputed(search_layer, layers, reuse_inner_outputs=True)
+        return recompute.recomputed(search_layer, layers, keep_activations=True)
 
     def _calibrate(self, layers, out_filters, is_training):
         """Brings the two cell inputs to the same H, W and to out_filters channels."""
-        df, bn_training = self.data_format, self._bn_training(is_training)
+        df, bn_mode = self.data_format, self._bn_mode(is_training)
         x, y = layers
         with tf.variable_scope("calibrate"):
             if ops.height(x, df) != ops.height(y, df):
@@ -180,13 +190,13 @@ class MicroChild(object):
 
                 # the search recomputes it: relu(x) is a full node of the previous resolution
                 def reduce_x(x):
-                    return ops.factorized_reduction(tf.nn.relu(x), out_filters, bn_training, df), []
+                    return ops.factorized_reduction(tf.nn.relu(x), out_filters, bn_mode, df)
                 with tf.variable_scope("pool_x"):
-                    x = ops.recomputed(reduce_x, x) if self.search else reduce_x(x)[0]
+                    x = recompute.recomputed(reduce_x, x) if self.search else reduce_x(x)
             elif ops.channels(x, df) != out_filters:
-                x = ops.relu_conv_bn(x, out_filters, bn_training, df, "pool_x")
+                x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "pool_x")
             if ops.channels(y, df) != out_filters:
-                y = ops.relu_conv_bn(y, out_filters, bn_training, df, "pool_y")
+                y = ops.relu_conv_bn(y, out_filters, bn_mode, df, "pool_y")
         return [x, y]
 
     def _aux_head(self, x):
@@ -205,7 +215,7 @@ class MicroChild(object):
                 with tf.variable_scope(scope):
                     w = ops.create_weight("w", [k, k, ops.channels(x, df), filters])
                     x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=df)
-                    x = tf.nn.relu(ops.batch_norm(x, self._bn_training(True), df))
+                    x = tf.nn.relu(ops.batch_norm(x, self._bn_mode(True), df))
             return ops.fully_connected(ops.global_avg_pool(x, df), self.num_classes)
 
     def _head(self, x, is_training):
@@ -218,9 +228,9 @@ class MicroChild(object):
     # ------------------------------------------------------------------------- fixed-arc cell
     def _fixed_layer(self, layer_id, prev_layers, arc, out_filters, stride, is_training):
         """A cell with a known arc. Returns [N, H/stride, W/stride, n_unused * out_filters]."""
-        bn_training = self._bn_training(is_training)
+        bn_mode = self._bn_mode(is_training)
         layers = self._calibrate(prev_layers, out_filters, is_training)
-        layers[1] = ops.relu_conv_bn(layers[1], out_filters, bn_training, self.data_format, "layer_base")
+        layers[1] = ops.relu_conv_bn(layers[1], out_filters, bn_mode, self.data_format, "layer_base")
         used = [0] * (self.num_cells + 2)
         for cell_id in range(self.num_cells):
             x_id, x_op, y_id, y_op = arc[4 * cell_id: 4 * cell_id + 4]
@@ -232,25 +242,25 @@ class MicroChild(object):
             used[x_id] += 1
             used[y_id] += 1
             layers.append(x + y)
-        return self._fixed_combine(layers, used, out_filters, bn_training)
+        return self._fixed_combine(layers, used, out_filters, bn_mode)
 
     def _fixed_op(self, x, op_id, stride, out_filters, layer_id, is_training, name):
         """One of the five ops on one input; drop path on ops 0-3 while training."""
-        df, bn_training = self.data_format, self._bn_training(is_training)
+        df, bn_mode = self.data_format, self._bn_mode(is_training)
         with tf.variable_scope(name):
             if op_id in (0, 1):
-                x = self._fixed_conv(x, 3 if op_id == 0 else 5, out_filters, stride, bn_training)
+                x = self._fixed_conv(x, 3 if op_id == 0 else 5, out_filters, stride, bn_mode)
             elif op_id in (2, 3):
                 x = ops.pool(x, op_id, stride, df)
             elif stride > 1:
-                x = ops.factorized_reduction(x, out_filters, bn_training, df)
+                x = ops.factorized_reduction(x, out_filters, bn_mode, df)
             if ops.channels(x, df) != out_filters:
-                x = ops.relu_conv_bn(x, out_filters, bn_training, df, "proj")
+                x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "proj")
             if op_id != 4 and is_training and self.drop_path_keep_prob is not None:
                 x = ops.drop_path(x, self._drop_path_keep_prob(layer_id))
         return x
 
-    def _fixed_conv(self, x, kernel, out_filters, stride, bn_training):
+    def _fixed_conv(self, x, kernel, out_filters, stride, bn_mode):
         """Two stacked ReLU -> separable conv (kernel x kernel) -> BN blocks; stride on the first."""
         df = self.data_format
         for conv_id in range(2):
@@ -260,7 +270,7 @@ class MicroChild(object):
                 w_point = ops.create_weight("w_point", [1, 1, inp_c, out_filters])
                 x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point,
                                        stride if conv_id == 0 else 1, df)
-                x = ops.batch_norm(x, bn_training, df)
+                x = ops.batch_norm(x, bn_mode, df)
         return x
 
     def _drop_path_keep_prob(self, layer_id):
@@ -271,7 +281,7 @@ class MicroChild(object):
         step_ratio = tf.minimum(1.0, step / float(max(1, self.num_train_steps)))
         return 1.0 - step_ratio * (1.0 - keep_layer)
 
-    def _fixed_combine(self, layers, used, out_filters, bn_training):
+    def _fixed_combine(self, layers, used, out_filters, bn_mode):
         """Concatenates every unused node (inputs included) on channels; a 2x larger one is reduced first."""
         df = self.data_format
         out_hw = min(ops.height(layer, df) for layer, u in zip(layers, used) if u == 0)
@@ -282,19 +292,19 @@ class MicroChild(object):
                     continue
                 if ops.height(layer, df) > out_hw:
                     with tf.variable_scope("calibrate_{}".format(i)):
-                        layer = ops.factorized_reduction(layer, out_filters, bn_training, df)
+                        layer = ops.factorized_reduction(layer, out_filters, bn_mode, df)
                 out.append(layer)
         return tf.concat(out, axis=3 if df == "NHWC" else 1)
 
     # ------------------------------------------------------------------- shared-weight cell
     def _enas_layer(self, prev_layers, arc, out_filters):
-        """A cell whose arc is an int32 [4B] tensor.
+        """A cell whose arc is an int32 [4B] tensor: y [N, H, W, out_filters].
 
-        Returns (y [N, H, W, out_filters], [the TensorArray of its nodes]). The nodes live in a
-        TensorArray: a node reads its sampled input with one dynamic read, and the gradient flows
-        back only to the nodes that were read. (A tf.switch_case or tf.gather over the candidate
-        inputs makes a dense zero gradient for every candidate not picked: 1.3 GB of zeros per
-        step at batch 128.) The caller closes it (ops.recomputed, ops.released).
+        The nodes live in a TensorArray: a node reads its sampled input with one dynamic read,
+        and the gradient flows back only to the nodes that were read (a tf.switch_case or
+        tf.gather over the candidate inputs would make a dense zero gradient for every candidate
+        not picked). Build it inside recompute.recomputed or recompute.released, which close
+        the TensorArray (recompute.own).
         """
         layers = self._calibrate(prev_layers, out_filters, True)
         input_ids = arc[0::2]  # each slot's sampled input, in slot order
@@ -310,7 +320,7 @@ class MicroChild(object):
                 y = self._enas_node_input(nodes.read(y_id), y_op, slot_rows[2 * cell_id + 1])
             nodes = nodes.write(cell_id + 2, x + y)
         used = tf.reduce_sum(tf.one_hot(input_ids, self.num_cells + 2, dtype=tf.int32), 0)
-        return self._enas_combine(nodes, used, out_filters), [nodes]
+        return self._enas_combine(recompute.own(nodes), used, out_filters)
 
     def _enas_node_input(self, x, op_id, rows):
         """Runs only the sampled op (op_id) on the sampled input x; ops.select executes just one op.
@@ -380,7 +390,7 @@ class MicroChild(object):
         """Two ReLU -> separable conv -> BN (batch statistics) blocks with one packed weight row.
 
         x [N, H, W, C] -> [N, H, W, C]. Its six activations are recomputed in the backward pass
-        instead of kept (ops.recomputed): they were most of a search step's memory.
+        instead of kept (recompute.recomputed): kept, they were most of a search step's memory.
         """
         df = self.data_format
         layout = self._conv_layout(kernel, ops.channels(x, df))
@@ -392,8 +402,8 @@ class MicroChild(object):
             for w_depth, w_point, scale, offset in (w[:4], w[4:]):
                 x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point, 1, df)
                 x = ops.batch_stats_norm(x, scale, offset, df)
-            return x, []
-        return ops.recomputed(blocks, x, row)
+            return x
+        return recompute.recomputed(blocks, x, row)
 
     def _enas_combine(self, nodes, used, out_filters):
         """Concatenates the nodes no other node used and projects them back to out_filters (1x1 conv).
@@ -418,7 +428,7 @@ class MicroChild(object):
             w = ops.create_weight("w", [self.num_cells + 2, out_filters * out_filters], init)
             w = tf.reshape(tf.gather(w, indices, axis=0), [1, 1, num_outs * out_filters, out_filters])
             out = tf.nn.conv2d(tf.nn.relu(out), w, [1, 1, 1, 1], "SAME", data_format=df)
-            out = ops.batch_norm(out, ops.BATCH_STATS_ONLY, df)
+            out = ops.batch_norm(out, ops.BN_BATCH, df)
         out.set_shape(nodes.element_shape)
         return out
 
@@ -437,7 +447,7 @@ class MicroChild(object):
                 tf.nn.sparse_softmax_cross_entropy_with_logits(logits=aux_logits, labels=labels))
         variables = [v for v in tf.trainable_variables() if v.name.startswith(self.name + "/")]
         l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
-        lr = utils.cosine_lr(self.global_step, self.num_train_batches, **self.lr_args)
+        lr = optim.cosine_lr(self.global_step, self.num_train_batches, **self.lr_args)
         optimizer = tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=True)
         if self.loss_scaling:
             optimizer = tf.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, "dynamic")
@@ -447,12 +457,12 @@ class MicroChild(object):
             grads = [g for g, _ in optimizer.compute_gradients(loss + self.l2_reg * l2, variables)]
         else:
             grads = tf.gradients(loss + self.l2_reg * l2, variables)
-        grads, grad_norm = utils.clip_gradients(grads, self.grad_bound, self.clip_mode)
+        grads, grad_norm = optim.clip_gradients(grads, self.grad_bound, self.clip_mode)
         train_op = optimizer.apply_gradients(zip(grads, variables), global_step=self.global_step)
         predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
         train_acc = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))
         return dict(loss=loss, train_op=train_op, lr=lr, grad_norm=grad_norm, train_acc=train_acc,
-                    num_params=utils.count_params(variables))
+                    num_params=count_params(variables))
 
     def build_eval(self, images, labels, normal_arc=None, reduce_arc=None):
         """Inference graph (no dropout / drop path). Returns (num_correct int32, predictions [N] int32)."""

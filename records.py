@@ -1,6 +1,5 @@
 """What a run keeps in output_dir, and the checks that protect it.
 
-  check_flags(flags, search)             one-line UserError for out-of-range flag values
   shaping_flags(flags, mode, arc, n)     the flags that shape the saved weights
   prepare_output_dir(path, reset, run)   create / lock / safely reset / check a resumable output_dir
   lock_output_dir(path)                  one live run per output_dir (flock of path/.lock)
@@ -18,7 +17,6 @@ import shutil
 from errors import UserError, WriteFailed, writing
 
 RUN_FLAGS_FILE = "run_flags.json"
-MIXED_PRECISION = ("none", "mixed_bfloat16", "mixed_float16")  # --mixed_precision (retraining)
 ADDED_LATER = {"random_search": False}  # shaping flags an older run_flags.json lacks: their value then
 ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 # Names this program writes into output_dir; a reset deletes only these.
@@ -27,45 +25,6 @@ _LOCKS = {}  # realpath of a lock file -> the open file holding this process's l
 OWN_NAMES = (LOCK_FILE, "checkpoint", "stdout", "arcs.tsv", "best_arc.txt", RUN_FLAGS_FILE, "labels.txt",
              "saved_model", "progress.tsv", "search_progress.png", "train_progress.png")
 OWN_PREFIXES = ("model.ckpt-", "events.out.tfevents", "best_arc_", ".tmp_")
-
-
-def _positive(flags, names):
-    for name in names:
-        value = getattr(flags, name)
-        if value is None or value <= 0:
-            raise UserError("--{} must be positive, got {}".format(name, value))
-
-
-def check_flags(flags, search):
-    """Raises UserError naming the first flag whose value cannot work."""
-    _positive(flags, ["batch_size", "num_epochs", "child_out_filters", "child_num_cells", "log_every",
-                      "eval_every_epochs", "child_lr_T_0", "child_lr_T_mul"])
-    if flags.child_out_filters % 2:
-        raise UserError("--child_out_filters must be even (factorized reduction halves it), got {}"
-                        .format(flags.child_out_filters))
-    if flags.child_num_layers < 0:
-        raise UserError("--child_num_layers must be >= 0, got {}".format(flags.child_num_layers))
-    if flags.child_clip_mode not in ("global", "norm"):
-        raise UserError("--child_clip_mode must be global or norm, got {}".format(flags.child_clip_mode))
-    if flags.data_format not in ("NHWC", "NCHW"):
-        raise UserError("--data_format must be NHWC or NCHW, got {}".format(flags.data_format))
-    for name in ("child_keep_prob", "child_drop_path_keep_prob"):
-        if not 0.0 < getattr(flags, name) <= 1.0:
-            raise UserError("--{} must be in (0, 1], got {}".format(name, getattr(flags, name)))
-    if not search and flags.mixed_precision not in MIXED_PRECISION:
-        raise UserError("--mixed_precision must be one of {}, got {}".format(
-            ", ".join(MIXED_PRECISION), flags.mixed_precision))
-    if search:
-        if flags.child_shared_init not in ("aligned", "he"):
-            raise UserError("--child_shared_init must be aligned or he, got {}".format(
-                flags.child_shared_init))
-        _positive(flags, ["controller_num_aggregate", "controller_train_steps",
-                          "controller_train_every", "controller_num_final_arcs"])
-        if flags.child_fixed_arc:
-            raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
-    elif not flags.child_fixed_arc:
-        raise UserError("--child_fixed_arc is required: the {} integers of a cell string, or a file "
-                        "holding them (e.g. output/search/best_arc.txt)".format(8 * flags.child_num_cells))
 
 
 def shaping_flags(flags, mode, fixed_arc, num_classes):

@@ -86,7 +86,7 @@ def exit_with(message, status):
 def run(mode):
     """Checks everything the user gave, then trains (see the module docstring)."""
     search = mode == "search"
-    records.check_flags(FLAGS, search)
+    enas_flags.check_flags(FLAGS, mode)
     fixed_arc = None if search else search_space.parse_arc(FLAGS.child_fixed_arc, FLAGS.child_num_cells)
     cluster = cluster_lib.from_flags(FLAGS)
     if cluster and cluster.job == "ps":
@@ -106,13 +106,10 @@ def run(mode):
 
 
 def read_data():
-    """The three splits (data_utils.read_data), checked against --batch_size."""
-    data = data_utils.read_data(FLAGS.train_data_dir, FLAGS.val_data_dir, FLAGS.test_data_dir,
-                                FLAGS.channel, FLAGS.img_size, FLAGS.n_aug_img, FLAGS.skip_bad_images)
-    if FLAGS.batch_size > len(data["labels"]["train"]):
-        raise UserError("--batch_size {} is larger than the training set ({} images in {})".format(
-            FLAGS.batch_size, len(data["labels"]["train"]), FLAGS.train_data_dir))
-    return data
+    """The three splits of the data flags (data_utils.read_data)."""
+    return data_utils.read_data(FLAGS.train_data_dir, FLAGS.val_data_dir, FLAGS.test_data_dir,
+                                FLAGS.channel, FLAGS.img_size, FLAGS.n_aug_img, FLAGS.skip_bad_images,
+                                FLAGS.batch_size)
 
 
 def build_and_train(data, search, fixed_arc, cluster):
@@ -149,9 +146,9 @@ def search_worker_loop(sess, g, sync):
         epoch = step // steps_per_epoch
         if epoch > int(sess.run(g.epochs_done)):  # an epoch end the chief has not finished
             if trains_controller(epoch):
-                sess.run(g.eval_init["reward"])
+                reward = g.feed(sess, "reward")
                 cluster_lib.controller_phase(sess, g.controller, sync, controller_updates_by(epoch),
-                                             lambda: sess.run(g.controller.train_op))
+                                             lambda: sess.run(g.controller.train_op, reward))
             if step >= total:
                 return step
             cluster_lib.wait_for(sess, sync.epoch_released, lambda done: done >= epoch,
@@ -293,6 +290,8 @@ class Loop(object):
 
     def end_of_epoch(self, step):
         epoch = step // self.num_train_batches
+        if self.sync:
+            self.sync.pause_watch()
         if self.search and trains_controller(epoch):
             print("Epoch {}: Training controller ({} updates of {} sampled cells)".format(
                 epoch, FLAGS.controller_train_steps, FLAGS.controller_num_aggregate))
@@ -348,6 +347,7 @@ class Loop(object):
         that failing run would still sample an arc and shift the seeded random stream.
         """
         self.sess.run(self.g.eval_init[split])
+        feed = {**self.g.feed(self.sess, split), **(feed or {})}
         n = len(self.data["labels"][split])
         correct = 0
         for _ in range(int(math.ceil(n / float(graph_lib.EVAL_BATCH_SIZE)))):
@@ -360,7 +360,6 @@ class Loop(object):
         controller_num_aggregate samples: in one process that many runs of train_op per update;
         on a cluster this chief's share (cluster.controller_phase)."""
         c, end = self.g.controller, controller_updates_by(epoch)
-        self.sess.run(self.g.eval_init["reward"])
         updates = max(end - int(self.sess.run(c.train_step)), 0)
         started, runs = time.time(), iter(range(updates * FLAGS.controller_num_aggregate))
         if self.sync:
@@ -378,7 +377,8 @@ class Loop(object):
         c = self.g.controller
         fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
                    c.train_op]
-        loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(fetches)
+        loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(
+            fetches, self.g.feed(self.sess, "reward"))
         self.controller_state = {"baseline": baseline, "entropy": entropy}
         if not math.isfinite(loss):
             raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
@@ -398,11 +398,11 @@ class Loop(object):
         With random_search they come from the uniform sampler, whose entropy (the maximum) is
         recorded in place of the untrained controller's."""
         print("Here are {} architectures".format(num))
-        self.sess.run(self.g.eval_init["reward"])
         rows = []
         for _ in range(num):
             (normal_arc, reduce_arc), valid_acc, entropy = self.sess.run(
-                [self.g.sampler.sample_arc, self.g.sampled_valid_acc, self.g.sampler.sample_entropy])
+                [self.g.sampler.sample_arc, self.g.sampled_valid_acc, self.g.sampler.sample_entropy],
+                self.g.feed(self.sess, "reward"))
             arc = search_space.arc_to_string(normal_arc, reduce_arc)
             print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
             rows.append((epoch, "sample", arc, valid_acc, self.g.reward_batch_size))

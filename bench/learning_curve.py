@@ -102,7 +102,9 @@ def open_session(flags, data, fixed_arc):
 
 def valid_accuracy(sess, g, data, arc=None):
     """Accuracy on the (subset) valid split; arc = (normal, reduce) fed to a search graph."""
-    feed = None if arc is None else {g.eval_arc[0]: arc[0], g.eval_arc[1]: arc[1]}
+    feed = g.feed(sess, "valid")
+    if arc is not None:
+        feed.update({g.eval_arc[0]: arc[0], g.eval_arc[1]: arc[1]})
     sess.run(g.eval_init["valid"])
     correct = 0
     for _ in range(-(-len(data["labels"]["valid"]) // graph_lib.EVAL_BATCH_SIZE)):
@@ -116,10 +118,9 @@ def train_fetches(g):
 
 def controller_phase(sess, g, flags):
     """controller_train_steps updates of controller_num_aggregate samples, as in the search."""
-    c = g.controller
-    sess.run(g.eval_init["reward"])
+    c, reward = g.controller, g.feed(sess, "reward")
     for _ in range(flags.controller_train_steps * flags.controller_num_aggregate):
-        sess.run(c.train_op)
+        sess.run(c.train_op, reward)
 
 
 def shared_curve(args, flags, data):

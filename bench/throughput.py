@@ -214,12 +214,11 @@ def bench_controller(sess, g, flags, args):
     """Seconds of one controller phase: --controller_runs runs of Loop.train_controller's fetches,
     mean time x (controller_train_steps x controller_num_aggregate). Returns (seconds, timed, total)."""
     c = g.controller
-    sess.run(g.eval_init["reward"])
     fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
                c.train_op]
     total = flags.controller_train_steps * flags.controller_num_aggregate
     runs = min(max(args.controller_runs, 1), total)
-    times, _ = timed_runs(sess, fetches, args.warmup, runs)
+    times, _ = timed_runs(sess, fetches, args.warmup, runs, g.feed(sess, "reward"))
     return statistics.mean(times) * total, runs, total
 
 

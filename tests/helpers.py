@@ -1,5 +1,12 @@
-"""Shared test helpers (importable as `from helpers import make_png_dataset` once conftest.py ran)."""
+"""Shared test helpers (importable as `from helpers import ...` once conftest.py ran).
+
+  make_png_dataset(root, ...)        tiny PNG class folders
+  data_flags(dirs)                   the three data-folder flags for (train, valid, test) dirs
+  user_stderr(stderr)                stderr's lines without TensorFlow's unsuppressible start-up lines
+  assert_one_line_error(run, name)   a run that failed with exactly one `error:` line naming `name`
+"""
 import os
+import re
 
 import cv2
 import numpy as np
@@ -36,3 +43,31 @@ def make_png_dataset(root, num_classes=3, per_class=(8, 2, 2), size=12, channel=
                 assert cv2.imwrite(os.path.join(folder, "%d.png" % i), img)
         dirs.append(split_dir)
     return tuple(dirs)
+
+
+# Start-up lines TensorFlow's C++ runtime writes before absl logging is initialised; this TF
+# build writes them whatever TF_CPP_MIN_LOG_LEVEL says, so no program can suppress them.
+TF_STARTUP_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]|"
+                              r"WARNING: All log messages before absl::InitializeLog\(\)|"
+                              r"To enable the following instructions:)")
+
+
+def data_flags(dirs):
+    return ["--train_data_dir", dirs[0], "--val_data_dir", dirs[1], "--test_data_dir", dirs[2]]
+
+
+def user_stderr(stderr):
+    """Non-empty stderr lines without TensorFlow's C++ start-up lines."""
+    return [line for line in stderr.splitlines() if line.strip() and not TF_STARTUP_NOISE.match(line)]
+
+
+def assert_one_line_error(run, must_name, status=2):
+    """run (a CompletedProcess) exited with status and printed exactly one line, an `error:` line
+    naming must_name (a string or a list of them), and no traceback; returns that line."""
+    assert run.returncode == status, (run.returncode, run.stderr[-3000:], run.stdout[-2000:])
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    lines = user_stderr(run.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for name in [must_name] if isinstance(must_name, str) else must_name:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]

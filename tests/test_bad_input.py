@@ -17,8 +17,9 @@ from hypothesis import example, given, settings, strategies as st
 
 import errors
 import search_space
-from test_cli import ARC16, TF_STARTUP_NOISE
-from test_reliability import ROOT, assert_one_line_error, data_flags, runner  # noqa: F401
+from test_cli import ARC16
+from helpers import assert_one_line_error, data_flags, user_stderr
+from test_reliability import ROOT, runner  # noqa: F401  (runner: a fixture)
 
 TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2",
         "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1", "--seed", "0",
@@ -146,7 +147,7 @@ def test_real_cli_gives_the_same_error(runner, data, tmp_path):  # noqa: F811
                        ["--output_dir", out], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not TF_STARTUP_NOISE.match(ln)]
+    lines = user_stderr(r.stderr)
     assert lines == [forked]
     assert not os.path.exists(out)
 

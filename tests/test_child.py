@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 import data_utils
 import graph as graph_lib
 import ops
+import recompute
 from micro_child import MicroChild
 from micro_controller import MicroController
 import search_space
@@ -26,7 +27,7 @@ SMALL_FIXED = "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2"
 
 
 def _session():
-    """A session configured as the scripts' (grappler off, which ops.recomputed relies on)."""
+    """A session configured as the scripts' (grappler off, which recompute.py relies on)."""
     return tf.Session(config=graph_lib.session_config(types.SimpleNamespace(num_threads=0)))
 
 
@@ -134,19 +135,19 @@ def test_odd_feature_map_sizes_train(fixed):
 
 
 def test_recomputed_same_gradients_without_keeping_activations():
-    """ops.recomputed: the same gradients, and no gradient op reads a forward activation."""
+    """recompute.recomputed: the same gradients, and no gradient op reads a forward activation."""
     rng = np.random.RandomState(0)
     x_np, w_np = rng.randn(2, 6, 6, 3).astype(np.float32), rng.randn(3, 3, 3, 4).astype(np.float32)
 
     def fn(x, weights):
         y = tf.nn.conv2d(tf.nn.relu(x), weights["w"], [1, 1, 1, 1], "SAME")
-        return tf.nn.relu(y) * 2.0, []
+        return tf.nn.relu(y) * 2.0
 
     with _graph().as_default() as g:
         x, w = tf.constant(x_np), tf.constant(w_np)
-        plain = tf.gradients(tf.reduce_sum(tf.square(fn(x, dict(w=w))[0])), [x, w])
+        plain = tf.gradients(tf.reduce_sum(tf.square(fn(x, dict(w=w)))), [x, w])
         first = len(g.get_operations())
-        y = ops.recomputed(fn, x, dict(w=w))
+        y = recompute.recomputed(fn, x, dict(w=w))
         forward_ops = set(g.get_operations()[first:])
         loss = tf.reduce_sum(tf.square(y))
         first = len(g.get_operations())
@@ -175,6 +176,11 @@ def _search_grads(batch, arc):
             return dict(zip([v.op.name for v in variables], sess.run(grads)))
 
 
+def _built_plainly(fn, *inputs, **_):
+    """fn(*inputs) without recomputation; the TensorArrays it owns stay open."""
+    return recompute._build(fn, inputs, tf.nest.flatten(inputs), recompute._Call())
+
+
 def test_search_layer_recomputation_keeps_gradients(monkeypatch):
     """The recomputed full-resolution layer and the layers that free their nodes after their
     gradients: the same gradients as plain layers."""
@@ -182,7 +188,7 @@ def test_search_layer_recomputation_keeps_gradients(monkeypatch):
     want_and_got = []
     for plain in (False, True):
         if plain:
-            monkeypatch.setattr(ops, "recomputed", lambda fn, *inputs, **kw: fn(*inputs)[0])
+            monkeypatch.setattr(recompute, "recomputed", _built_plainly)
         want_and_got.append(_search_grads(batch, CONV_ARC))
     got, want = want_and_got
     assert any("layer_0/" in n and np.any(g) for n, g in want.items())
@@ -200,13 +206,13 @@ def test_recomputed_with_variable_and_tensor_array_same_gradients():
         nodes = tf.TensorArray(tf.float32, size=3, clear_after_read=False, element_shape=[4, 3])
         nodes = nodes.write(0, x).write(1, tf.matmul(x, w))
         nodes = nodes.write(2, nodes.read(tf.constant(1)) * nodes.read(tf.constant(0)))
-        return tf.reduce_sum(nodes.gather(tf.constant([0, 2])), 0) * 1.5, [nodes]
+        return tf.reduce_sum(recompute.own(nodes).gather(tf.constant([0, 2])), 0) * 1.5
 
     with _graph().as_default():
         x = tf.placeholder(tf.float32, [4, 3])
         with tf.variable_scope("f", reuse=tf.AUTO_REUSE):
-            plain = fn(x)[0]
-            again = ops.recomputed(fn, x)
+            plain = _built_plainly(fn, x)
+            again = recompute.recomputed(fn, x)
         w = tf.trainable_variables()
         assert len(w) == 1
         want = tf.gradients(tf.reduce_sum(tf.square(plain)), [x] + w)
@@ -228,18 +234,18 @@ def test_recomputed_copy_reuses_inner_outputs():
 
     def inner(x):
         inner_calls.append(1)
-        return tf.nn.relu(x) * tf.nn.relu(x + 1.0), []
+        return tf.nn.relu(x) * tf.nn.relu(x + 1.0)
 
-    def outer(x, recompute):
-        a = ops.recomputed(inner, x) if recompute else inner(x)[0]
-        b = ops.recomputed(inner, a * 0.5) if recompute else inner(a * 0.5)[0]
-        return tf.nn.avg_pool2d(a + b, 3, 1, "SAME") * x, []
+    def outer(x, recomputing):
+        a = recompute.recomputed(inner, x) if recomputing else inner(x)
+        b = recompute.recomputed(inner, a * 0.5) if recomputing else inner(a * 0.5)
+        return tf.nn.avg_pool2d(a + b, 3, 1, "SAME") * x
 
     with _graph().as_default():
         x = tf.constant(x_np)
-        want = tf.gradients(tf.reduce_sum(tf.square(outer(x, False)[0])), x)
+        want = tf.gradients(tf.reduce_sum(tf.square(outer(x, False))), x)
         inner_calls.clear()
-        y = ops.recomputed(lambda x: outer(x, True), x, reuse_inner_outputs=True)
+        y = recompute.recomputed(lambda x: outer(x, True), x, reuse_inner_outputs=True)
         got = tf.gradients(tf.reduce_sum(tf.square(y)), x)
         assert len(inner_calls) == 4  # 2 calls x (forward + own gradient); the copy reused both
         with _session() as sess:

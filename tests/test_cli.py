@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import search_space
+from helpers import assert_one_line_error, data_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARC16 = "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2"
@@ -15,23 +16,11 @@ TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2",
         "--eval_every_epochs", "1", "--seed", "0"]
 STEP_LINE = re.compile(r"^epoch = \d+\s+ch_step = \d+\s+loss = \d+\.\d{6}\s+lr = \d+\.\d{4}\s+"
                        r"\|g\| = \d+\.\d{4}\s+tr_acc = \d+\s*/\s*\d+ mins = \d+\.\d{2}", re.M)
-# Start-up lines TensorFlow's C++ runtime writes before absl logging is initialised; this TF
-# build writes them whatever TF_CPP_MIN_LOG_LEVEL says, so no program can suppress them.
-TF_STARTUP_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]|"
-                              r"WARNING: All log messages before absl::InitializeLog\(\)|"
-                              r"To enable the following instructions:)")
-
-
 @pytest.fixture(scope="module")
 def data_dirs(tmp_path_factory):
     from helpers import make_png_dataset
     root = tmp_path_factory.mktemp("cli_data")
     return make_png_dataset(root, num_classes=3, per_class=(16, 4, 4), size=8)
-
-
-def _data_flags(dirs):
-    train, valid, test = dirs
-    return ["--train_data_dir", train, "--val_data_dir", valid, "--test_data_dir", test]
 
 
 def _run(script, args, timeout=300):
@@ -40,16 +29,10 @@ def _run(script, args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _user_stderr(stderr):
-    """stderr without TensorFlow's unsuppressible C++ start-up lines, as non-empty lines."""
-    return [line for line in stderr.splitlines()
-            if line.strip() and not TF_STARTUP_NOISE.match(line)]
-
-
 # --------------------------------------------------------------------------- final training
 def test_child_trainer_end_to_end(data_dirs, tmp_path):
     out = str(tmp_path / "final")
-    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+    r = _run("main_child_trainer.py", data_flags(data_dirs) + TINY + [
         "--num_epochs", "1", "--n_aug_img", "1", "--child_fixed_arc", ARC16, "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
@@ -76,7 +59,7 @@ def test_child_trainer_end_to_end(data_dirs, tmp_path):
 def test_child_trainer_augmentation_epoch_length(data_dirs, tmp_path):
     # n_aug_img 2 doubles the samples per epoch: 96 / 16 = 6 steps in one epoch
     out = str(tmp_path / "final_aug")
-    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+    r = _run("main_child_trainer.py", data_flags(data_dirs) + TINY + [
         "--num_epochs", "1", "--n_aug_img", "2", "--child_fixed_arc", ARC16, "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]
     assert [int(s) for s in re.findall(r"ch_step = (\d+)", r.stdout)] == [1, 2, 3, 4, 5, 6]
@@ -92,29 +75,19 @@ BAD_ARCS = {
 }
 
 
-def _assert_one_line_error(r, must_name):
-    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
-    assert "Traceback" not in r.stderr, r.stderr[-3000:]
-    lines = _user_stderr(r.stderr)
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and must_name in errors[0], lines
-    # nothing else: a user error is one line (TensorFlow's own start-up chatter excepted)
-    assert lines == errors, lines
-
-
 @pytest.mark.parametrize("case", sorted(BAD_ARCS))
 def test_child_trainer_bad_arc(case, data_dirs, tmp_path):
     out = tmp_path / "out"
-    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+    r = _run("main_child_trainer.py", data_flags(data_dirs) + TINY + [
         "--child_fixed_arc", BAD_ARCS[case], "--output_dir", str(out)])
-    _assert_one_line_error(r, "--child_fixed_arc")
+    assert_one_line_error(r, "--child_fixed_arc")
     assert not out.exists()  # nothing written before the input was checked
 
 
 def test_child_trainer_missing_arc(data_dirs, tmp_path):
-    r = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+    r = _run("main_child_trainer.py", data_flags(data_dirs) + TINY + [
         "--output_dir", str(tmp_path / "out")])
-    _assert_one_line_error(r, "--child_fixed_arc")
+    assert_one_line_error(r, "--child_fixed_arc")
 
 
 def test_child_trainer_missing_data_folder(data_dirs, tmp_path):
@@ -123,7 +96,7 @@ def test_child_trainer_missing_data_folder(data_dirs, tmp_path):
     r = _run("main_child_trainer.py", ["--train_data_dir", train, "--val_data_dir", missing,
                                        "--test_data_dir", test] + TINY + [
         "--child_fixed_arc", ARC16, "--output_dir", str(tmp_path / "out")])
-    _assert_one_line_error(r, missing)
+    assert_one_line_error(r, missing)
 
 
 def test_child_trainer_empty_data_folder(data_dirs, tmp_path):
@@ -133,7 +106,7 @@ def test_child_trainer_empty_data_folder(data_dirs, tmp_path):
     r = _run("main_child_trainer.py", ["--train_data_dir", str(empty), "--val_data_dir", valid,
                                        "--test_data_dir", test] + TINY + [
         "--child_fixed_arc", ARC16, "--output_dir", str(tmp_path / "out")])
-    _assert_one_line_error(r, str(empty))
+    assert_one_line_error(r, str(empty))
 
 
 @pytest.mark.parametrize("script", ["main_controller_child_trainer.py", "main_child_trainer.py"])
@@ -161,7 +134,7 @@ def _read_arcs_tsv(path):
 
 def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     out = str(tmp_path / "search")
-    r = _run("main_controller_child_trainer.py", _data_flags(data_dirs) + TINY + [
+    r = _run("main_controller_child_trainer.py", data_flags(data_dirs) + TINY + [
         "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
         "--controller_num_final_arcs", "2", "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]
@@ -200,7 +173,7 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     assert "--num_epochs 10 --child_num_layers 6" in r.stdout  # the quick retraining
 
     retrain_out = str(tmp_path / "final")
-    r2 = _run("main_child_trainer.py", _data_flags(data_dirs) + TINY + [
+    r2 = _run("main_child_trainer.py", data_flags(data_dirs) + TINY + [
         "--num_epochs", "1", "--n_aug_img", "1",
         "--child_fixed_arc", os.path.join(out, "best_arc.txt"), "--output_dir", retrain_out])
     assert r2.returncode == 0, r2.stderr[-3000:]
@@ -221,7 +194,7 @@ def test_random_search_never_trains_the_controller(data_dirs, tmp_path):
     import tensorflow.compat.v1 as tf
     from micro_controller import uniform_entropy
     out = str(tmp_path / "random")
-    r = _run("main_controller_child_trainer.py", _data_flags(data_dirs) + TINY + [
+    r = _run("main_controller_child_trainer.py", data_flags(data_dirs) + TINY + [
         "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
         "--controller_num_final_arcs", "2", "--random_search", "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]

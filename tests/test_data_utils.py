@@ -164,9 +164,20 @@ def test_non_image_file_and_skip(dirs):
 @pytest.mark.parametrize("kw, flag", [
     (dict(img_size=10), "--img_size"), (dict(img_size=0), "--img_size"),
     (dict(channel=2), "--channel"), (dict(n_aug_img=0), "--n_aug_img")])
-def test_bad_flags(dirs, kw, flag):
+def test_bad_data_flags(kw, flag):
+    """The data flags are checked with the others (enas_flags.check_flags), before any reading."""
+    import enas_flags
+    values = dict(dict(channel=1, img_size=12, n_aug_img=1), **kw)
+    enas_flags._check_data_flags(1, 12, 1)
     with pytest.raises(UserError, match=flag):
-        _read(dirs, **kw)
+        enas_flags._check_data_flags(values["channel"], values["img_size"], values["n_aug_img"])
+
+
+def test_batch_larger_than_the_training_set_names_the_folder(dirs):
+    with pytest.raises(UserError, match="--batch_size 25 is larger than the training set") as err:
+        _read(dirs, batch_size=25)
+    assert dirs[0] in str(err.value)
+    assert len(_read(dirs, batch_size=24)["labels"]["train"]) == 24
 
 
 def test_mean_std_per_channel_train(dirs):

@@ -16,7 +16,8 @@ import pytest
 
 import cluster as cluster_lib
 from test_cli import ARC16
-from test_reliability import ROOT, ch_steps, data_flags, latest_step
+from helpers import data_flags
+from test_reliability import ROOT, ch_steps, latest_step
 from errors import UserError
 
 LAUNCHER = os.path.join(ROOT, "launch_local.py")
@@ -281,3 +282,23 @@ def test_chief_notices_a_worker_whose_step_count_stops():
     sync.check_workers([9, 2], now=14.0)  # worker 1 still within 10 s of its last step
     with pytest.raises(cluster_lib.ClusterError, match="worker 1 made no training step for 11 s"):
         sync.check_workers([12, 2], now=16.0)
+
+
+def test_epoch_ends_are_off_the_clock_of_a_workers_step_count(monkeypatch):
+    """The chief's epoch ends (eval; a search's controller phase) stop every worker for a while:
+    that time is not counted, the child steps' time is, however many epoch ends come between."""
+    sync = cluster_lib.SyncTraining(cluster_lib.from_flags(
+        flags(job_name="worker", ps_hosts="h:1", worker_hosts="h:2,h:3", sync_timeout_secs=10)))
+    clock = [0.0]
+    monkeypatch.setattr(cluster_lib.time, "time", lambda: clock[0])
+    sync.check_workers([1, 1])
+    for epoch_end in (4.0, 98.0):  # 4 s of child steps, then a 90 s epoch end, twice
+        clock[0] = epoch_end
+        sync.check_workers([epoch_end, 1])  # worker 1 stands still throughout
+        sync.pause_watch()
+        clock[0] = epoch_end + 90.0
+        sync.resume_watch()
+    sync.check_workers([200, 1])  # 8 s of child steps since worker 1's last step: within 10 s
+    clock[0] = 192.0  # 12 s
+    with pytest.raises(cluster_lib.ClusterError, match="worker 1 made no training step for 12 s"):
+        sync.check_workers([300, 1])

@@ -13,9 +13,10 @@ import textwrap
 import pytest
 
 import records
+from helpers import assert_one_line_error, data_flags, user_stderr
 from test_reliability import (  # noqa: F401  (fixtures)
-    FINAL_BATCHES, FINAL_TINY, ROOT, SCRIPTS, SEARCH_TINY, _copy, assert_one_line_error, data_flags,
-    final_data, final_run, latest_step, read_arcs, runner, search_data, snapshot, user_stderr)
+    FINAL_BATCHES, FINAL_TINY, ROOT, SCRIPTS, SEARCH_TINY, _copy, final_data, final_run, latest_step,
+    read_arcs, runner, search_data, snapshot)
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time

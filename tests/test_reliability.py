@@ -19,7 +19,8 @@ import time
 import pytest
 
 import records
-from test_cli import ARC16, TF_STARTUP_NOISE
+from test_cli import ARC16
+from helpers import assert_one_line_error, data_flags, user_stderr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"final": "main_child_trainer.py", "search": "main_controller_child_trainer.py"}
@@ -189,25 +190,6 @@ def _read(path):
             return f.read()
     except FileNotFoundError:
         return ""
-
-
-def user_stderr(stderr):
-    """Non-empty stderr lines without TensorFlow's C++ start-up / cuInit lines."""
-    return [line for line in stderr.splitlines() if line.strip() and not TF_STARTUP_NOISE.match(line)]
-
-
-def assert_one_line_error(run, must_name, status=2):
-    assert run.returncode == status, (run.returncode, run.stderr[-3000:], run.stdout[-2000:])
-    assert "Traceback" not in run.stderr, run.stderr[-3000:]
-    lines = user_stderr(run.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    for name in [must_name] if isinstance(must_name, str) else must_name:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
-
-
-def data_flags(dirs):
-    return ["--train_data_dir", dirs[0], "--val_data_dir", dirs[1], "--test_data_dir", dirs[2]]
 
 
 def snapshot(folder, only=None):
@@ -568,7 +550,8 @@ def test_evaluate_consumes_no_random_state_on_a_failed_run():
     import numpy as np
     import trainer
     g = types.SimpleNamespace(eval_init={"valid": "init-valid"}, eval_correct="correct",
-                              eval_count="count", eval_arc=("normal-arc", "reduce-arc"))
+                              eval_count="count", eval_arc=("normal-arc", "reduce-arc"),
+                              feed=lambda sess, source: {"eval-source": source})
     loop = object.__new__(trainer.Loop)
     loop.g, loop.search = g, True
     loop.data = {"labels": {"valid": np.zeros(250, np.int32)}}

@@ -170,7 +170,7 @@ def trained(tmp_path_factory):
             preds = []
             while True:
                 try:
-                    preds.append(sess.run(g.eval_predictions))
+                    preds.append(sess.run(g.eval_predictions, g.feed(sess, "test")))
                 except tf.errors.OutOfRangeError:
                     break
     export_dir = export.export_from_checkpoint(flags, data, fixed_arc, out)

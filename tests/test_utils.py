@@ -1,4 +1,5 @@
-"""Tests of the pure helpers in utils.py (arc parsing, cosine LR, clipping) and reduction_layers."""
+"""Tests of the pure helpers: arc parsing (search_space), cosine LR and clipping (optim),
+reduction_layers and count_params (micro_child)."""
 import math
 
 import numpy as np
@@ -7,9 +8,9 @@ from hypothesis import example, given, settings, strategies as st
 
 import tensorflow.compat.v1 as tf
 
-import utils
+import optim
 import search_space
-from micro_child import reduction_layers
+from micro_child import count_params, reduction_layers
 from errors import UserError
 
 
@@ -203,32 +204,32 @@ def _formula(epoch, start, T_i, lr_max=0.05, lr_min=0.0005):
 
 @pytest.mark.parametrize("epoch", [0, 10, 30, 70, 150])
 def test_cosine_lr_is_lr_max_at_restarts(epoch):
-    assert utils.cosine_lr_value(epoch, **LR) == pytest.approx(0.05, abs=1e-12)
+    assert optim.cosine_lr_value(epoch, **LR) == pytest.approx(0.05, abs=1e-12)
 
 
 def test_cosine_lr_not_lr_max_just_before_restart():
     for epoch in (9, 29, 69):
-        assert utils.cosine_lr_value(epoch, **LR) < 0.01
+        assert optim.cosine_lr_value(epoch, **LR) < 0.01
 
 
 @pytest.mark.parametrize("start,length", [(0, 10), (10, 20), (30, 40)])
 def test_cosine_lr_strictly_decreasing_inside_a_cycle(start, length):
-    values = [utils.cosine_lr_value(e, **LR) for e in range(start, start + length)]
+    values = [optim.cosine_lr_value(e, **LR) for e in range(start, start + length)]
     assert all(a > b for a, b in zip(values, values[1:]))
     assert all(0.0005 <= v <= 0.05 for v in values)
 
 
 def test_cosine_lr_matches_formula():
-    assert utils.cosine_lr_value(9, **LR) == pytest.approx(_formula(9, 0, 10), rel=1e-12)
-    assert utils.cosine_lr_value(5, **LR) == pytest.approx((0.05 + 0.0005) / 2, rel=1e-12)
-    assert utils.cosine_lr_value(25, **LR) == pytest.approx(_formula(25, 10, 20), rel=1e-12)
-    assert utils.cosine_lr_value(50, **LR) == pytest.approx(_formula(50, 30, 40), rel=1e-12)
+    assert optim.cosine_lr_value(9, **LR) == pytest.approx(_formula(9, 0, 10), rel=1e-12)
+    assert optim.cosine_lr_value(5, **LR) == pytest.approx((0.05 + 0.0005) / 2, rel=1e-12)
+    assert optim.cosine_lr_value(25, **LR) == pytest.approx(_formula(25, 10, 20), rel=1e-12)
+    assert optim.cosine_lr_value(50, **LR) == pytest.approx(_formula(50, 30, 40), rel=1e-12)
 
 
 def test_cosine_lr_t_mul_1_is_periodic():
     args = dict(lr_max=0.1, lr_min=0.0, T_0=4, T_mul=1)
     for e in range(4):
-        assert utils.cosine_lr_value(e, **args) == pytest.approx(utils.cosine_lr_value(e + 8, **args))
+        assert optim.cosine_lr_value(e, **args) == pytest.approx(optim.cosine_lr_value(e + 8, **args))
 
 
 def test_cosine_lr_graph_matches_python_across_restarts():
@@ -236,10 +237,10 @@ def test_cosine_lr_graph_matches_python_across_restarts():
     steps = list(range(0, 3 * 75))
     with tf.Graph().as_default():
         step = tf.placeholder(tf.int64, [])
-        lr = utils.cosine_lr(step, num_train_batches, **LR)
+        lr = optim.cosine_lr(step, num_train_batches, **LR)
         with tf.Session() as sess:
             got = [sess.run(lr, {step: s}) for s in steps]
-    want = [utils.cosine_lr_value(s // num_train_batches, **LR) for s in steps]
+    want = [optim.cosine_lr_value(s // num_train_batches, **LR) for s in steps]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     # restarts at epochs 10, 30, 70 really reach lr_max, one step earlier it is small
     for epoch in (10, 30, 70):
@@ -250,12 +251,12 @@ def test_cosine_lr_graph_matches_python_across_restarts():
 def test_cosine_lr_graph_with_global_step_variable():
     with tf.Graph().as_default():
         gs = tf.train.get_or_create_global_step()
-        lr = utils.cosine_lr(gs, 3, lr_max=0.1, lr_min=0.001, T_0=2, T_mul=2)
+        lr = optim.cosine_lr(gs, 3, lr_max=0.1, lr_min=0.001, T_0=2, T_mul=2)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             for s in (0, 5, 6, 17, 18, 42):
                 sess.run(gs.assign(s))
-                want = utils.cosine_lr_value(s // 3, 0.1, 0.001, 2, 2)
+                want = optim.cosine_lr_value(s // 3, 0.1, 0.001, 2, 2)
                 assert sess.run(lr) == pytest.approx(want, rel=1e-5)
 
 
@@ -264,7 +265,7 @@ def test_clip_gradients_really_clips():
     with tf.Graph().as_default():
         a = tf.constant([3.0, 4.0])             # norm 5
         b = tf.constant([[0.0, 0.0], [0.0, math.sqrt(75.0)]])  # total norm sqrt(25 + 75) = 10
-        clipped, norm = utils.clip_gradients([a, b], 5.0)
+        clipped, norm = optim.clip_gradients([a, b], 5.0)
         with tf.Session() as sess:
             clipped_v, norm_v, new_norm = sess.run([clipped, norm, tf.linalg.global_norm(clipped)])
     assert norm_v == pytest.approx(10.0, rel=1e-6)
@@ -275,7 +276,7 @@ def test_clip_gradients_really_clips():
 def test_clip_gradients_leaves_small_gradients_alone():
     with tf.Graph().as_default():
         a = tf.constant([0.3, 0.4])
-        clipped, norm = utils.clip_gradients([a], 5.0)
+        clipped, norm = optim.clip_gradients([a], 5.0)
         with tf.Session() as sess:
             clipped_v, norm_v = sess.run([clipped, norm])
     assert norm_v == pytest.approx(0.5, rel=1e-6)
@@ -285,7 +286,7 @@ def test_clip_gradients_leaves_small_gradients_alone():
 def test_clip_gradients_handles_none_gradients():
     with tf.Graph().as_default():
         a = tf.constant([6.0, 8.0])
-        clipped, norm = utils.clip_gradients([a, None], 5.0)
+        clipped, norm = optim.clip_gradients([a, None], 5.0)
         assert clipped[1] is None
         with tf.Session() as sess:
             clipped_v, norm_v = sess.run([clipped[0], norm])
@@ -297,7 +298,7 @@ def test_count_params():
     with tf.Graph().as_default():
         a = tf.get_variable("a", [3, 4])
         b = tf.get_variable("b", [5])
-        assert utils.count_params([a, b]) == 17
+        assert count_params([a, b]) == 17
 
 
 # ---------------------------------------------------------------------- reduction layers
