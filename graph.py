@@ -1,6 +1,6 @@
 """Builds the whole TensorFlow graph of a run: input pipelines, child, controller, eval, saver.
 
-build(flags, data, search, fixed_arc, sync=None) -> Graph (its docstring lists what it holds).
+build(flags, data, fixed_arc, sync=None) -> Graph (its docstring lists what it holds).
 session_config(flags, search) -> the session's ConfigProto.
 """
 import utils  # noqa: F401  (first: TensorFlow's quiet import and its CPU allocator)
@@ -158,8 +158,9 @@ def _build_epochs_done(g):
     g._set_epochs_done = lambda sess, epoch: sess.run(assign, {new_value: epoch})
 
 
-def build(flags, data, search, fixed_arc, sync=None):
-    """Builds everything (Graph lists it). fixed_arc: (normal, reduce) lists or None.
+def build(flags, data, fixed_arc, sync=None):
+    """Builds everything (Graph lists it). fixed_arc: (normal, reduce) lists for a retraining,
+    None for a search.
 
     sync: a cluster.SyncTraining for data-parallel workers (call under its cluster's device_scope):
     this worker reads its shard of the training set, and one global step (one update) averages
@@ -167,7 +168,7 @@ def build(flags, data, search, fixed_arc, sync=None):
     workers then all train the cell of the global step, and its controller trainer only
     accumulates (the chief applies, cluster.controller_phase).
     """
-    g = Graph()
+    g, search = Graph(), fixed_arc is None
     c = sync.cluster if sync else None
     g.num_train_batches = data_utils.num_train_batches(
         len(data["labels"]["train"]), data["n_aug_img"], flags.batch_size * (c.num_aggregate if c else 1))

@@ -9,7 +9,8 @@ API
 
 Two modes, side by side:
   fixed arc (`fixed_arc` given): the arcs are Python lists; each cell is built once, reduction cells use
-    stride-2 ops, drop path on ops 0-3, unused nodes concatenated. Eval uses moving BN statistics.
+    stride-2 ops, drop path on every op but the identity, unused nodes concatenated. Eval uses
+    moving BN statistics.
   search (`fixed_arc` None): the arcs are int32 [4B] tensors sampled per step; weights are shared per
     (layer, cell, slot, input index), as rows of one table per layer and kernel; each node reads
     only its sampled input (a TensorArray read) and runs only its sampled op (ops.select); unused
@@ -33,6 +34,7 @@ import tensorflow.compat.v1 as tf
 import ops
 import optim
 import recompute
+import search_space
 
 AUX_LOSS_WEIGHT = 0.4
 
@@ -245,18 +247,20 @@ class MicroChild(object):
         return self._fixed_combine(layers, used, out_filters, bn_mode)
 
     def _fixed_op(self, x, op_id, stride, out_filters, layer_id, is_training, name):
-        """One of the five ops on one input; drop path on ops 0-3 while training."""
+        """One of the five ops on one input; drop path on all but the identity while training."""
         df, bn_mode = self.data_format, self._bn_mode(is_training)
         with tf.variable_scope(name):
-            if op_id in (0, 1):
-                x = self._fixed_conv(x, 3 if op_id == 0 else 5, out_filters, stride, bn_mode)
-            elif op_id in (2, 3):
+            if op_id in search_space.SEP_CONV_KERNEL:
+                kernel = search_space.SEP_CONV_KERNEL[op_id]
+                x = self._fixed_conv(x, kernel, out_filters, stride, bn_mode)
+            elif op_id in (search_space.AVG_POOL, search_space.MAX_POOL):
                 x = ops.pool(x, op_id, stride, df)
             elif stride > 1:
                 x = ops.factorized_reduction(x, out_filters, bn_mode, df)
             if ops.channels(x, df) != out_filters:
                 x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "proj")
-            if op_id != 4 and is_training and self.drop_path_keep_prob is not None:
+            drop_path = is_training and self.drop_path_keep_prob is not None
+            if op_id != search_space.IDENTITY and drop_path:
                 x = ops.drop_path(x, self._drop_path_keep_prob(layer_id))
         return x
 
@@ -328,13 +332,14 @@ class MicroChild(object):
         rows: {3: row, 5: row}, this slot's and input's packed sep conv weights (_conv_layout).
         """
         df = self.data_format
-        branches = [
-            (lambda x, row: self._enas_conv(x, row, 3), rows[3]),
-            (lambda x, row: self._enas_conv(x, row, 5), rows[5]),
-            (lambda x, _: ops.pool(x, 2, 1, df), None),
-            (lambda x, _: ops.pool(x, 3, 1, df), None),
-            (lambda x, _: tf.identity(x), None),
-        ]
+        branches = {  # by op id: ops.select takes them in that order
+            search_space.SEP_3X3: (lambda x, row: self._enas_conv(x, row, 3), rows[3]),
+            search_space.SEP_5X5: (lambda x, row: self._enas_conv(x, row, 5), rows[5]),
+            search_space.AVG_POOL: (lambda x, _: ops.pool(x, search_space.AVG_POOL, 1, df), None),
+            search_space.MAX_POOL: (lambda x, _: ops.pool(x, search_space.MAX_POOL, 1, df), None),
+            search_space.IDENTITY: (lambda x, _: tf.identity(x), None),
+        }
+        branches = [branches[op] for op in range(search_space.NUM_OPS)]
         out = ops.select(op_id, x, branches)
         out.set_shape(x.get_shape())
         return out

@@ -5,6 +5,8 @@ Every function takes and returns a 4-D tensor in `data_format` ("NHWC" [N, H, W,
 """
 import tensorflow.compat.v1 as tf
 
+import search_space
+
 BN_DECAY = 0.9
 BN_EPSILON = 1e-5
 
@@ -154,9 +156,9 @@ def factorized_reduction(x, out_filters, bn_mode, data_format, name="fr"):
 
 
 def pool(x, op_id, stride, data_format):
-    """3x3 SAME pooling: op 2 = average (padding excluded), op 3 = max."""
+    """3x3 SAME pooling: op_id search_space.AVG_POOL (padding excluded) or MAX_POOL."""
     ksize = [1, 3, 3, 1] if data_format == "NHWC" else [1, 1, 3, 3]
-    fn = tf.nn.avg_pool2d if op_id == 2 else tf.nn.max_pool2d
+    fn = tf.nn.avg_pool2d if op_id == search_space.AVG_POOL else tf.nn.max_pool2d
     return fn(x, ksize, strides(stride, data_format), "SAME", data_format=data_format)
 
 

@@ -1,7 +1,8 @@
 """The ENAS micro search space: op ids, and the arc string that names a pair of cells.
 
-  NUM_OPS, OP_NAMES              op ids 0..4: sep conv 3x3, sep conv 5x5, avg pool 3x3, max pool 3x3,
-                                 identity
+  SEP_3X3, SEP_5X5, AVG_POOL, MAX_POOL, IDENTITY   the op ids 0..4 (sep convs: two stacked
+                                 separable convs; pools: 3x3)
+  NUM_OPS, OP_NAMES, SEP_CONV_KERNEL   their count, display names, and the sep convs' kernels
   parse_arc(text, num_cells)     arc string (or path of a file holding it) -> (normal_arc, reduce_arc)
   arc_to_string(normal_arc, reduce_arc)
   random_arc_string(num_cells, rng)   a uniformly drawn arc string (numpy Generator rng)
@@ -15,8 +16,10 @@ import re
 
 from errors import UserError
 
+SEP_3X3, SEP_5X5, AVG_POOL, MAX_POOL, IDENTITY = range(5)
 NUM_OPS = 5
 OP_NAMES = ["sep 3x3", "sep 5x5", "avg 3x3", "max 3x3", "identity"]
+SEP_CONV_KERNEL = {SEP_3X3: 3, SEP_5X5: 5}
 MNIST_ARC = "1 2 1 3 0 1 0 4 1 1 1 1 0 1 0 1 1 0 0 1 0 1 0 4 1 0 2 0 0 3 1 1 0 0 0 0 4 1 1 0"
 CIFAR10_ARC = "1 0 1 1 1 1 0 0 1 1 0 0 0 3 0 3 1 3 1 1 1 1 0 3 0 3 0 3 1 3 0 1 1 3 0 2 0 3 1 0"
 

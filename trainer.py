@@ -119,7 +119,7 @@ def build_and_train(data, search, fixed_arc, cluster):
         tf.set_random_seed(FLAGS.seed + (cluster.task_index if cluster else 0))
     sync = cluster_lib.SyncTraining(cluster) if cluster else None
     with cluster.device_scope() if cluster else contextlib.nullcontext():
-        g = graph_lib.build(FLAGS, data, search, fixed_arc, sync)
+        g = graph_lib.build(FLAGS, data, fixed_arc, sync)
     sess = open_session(g, sync)
     if cluster is None or cluster.is_chief:
         Loop(sess, g, data, search, sync).train()

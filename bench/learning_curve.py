@@ -94,7 +94,7 @@ def open_session(flags, data, fixed_arc):
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(flags.seed)
-        g = graph_lib.build(flags, data, fixed_arc is None, fixed_arc)
+        g = graph_lib.build(flags, data, fixed_arc)
     sess = tf.Session(graph=graph, config=graph_lib.session_config(flags))
     sess.run(g.init_op)
     return g, sess

@@ -104,7 +104,7 @@ def open_session(args, data, precision):
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(0)
-        g = graph_lib.build(flags, data, False, search_space.parse_arc(args.arc, 5))
+        g = graph_lib.build(flags, data, search_space.parse_arc(args.arc, 5))
     sess = tf.Session(graph=graph, config=graph_lib.session_config(flags, search=False))
     sess.run(g.init_op)
     return g, sess

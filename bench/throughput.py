@@ -151,13 +151,14 @@ def train_fetches(g):
     return [t["loss"], t["lr"], t["grad_norm"], t["train_acc"], t["batch"], t["train_op"]]
 
 
-def open_session(flags, data, search, arc=None):
-    """A fresh graph from graph.build and its initialised session: (g, sess); the caller closes sess."""
+def open_session(flags, data, arc=None):
+    """A fresh graph from graph.build (a search graph without arc) and its initialised session:
+    (g, sess); the caller closes sess."""
     graph = tf.Graph()
     with graph.as_default():
         if flags.seed is not None:
             tf.set_random_seed(flags.seed)
-        g = graph_lib.build(flags, data, search, arc)
+        g = graph_lib.build(flags, data, arc)
     sess = tf.Session(graph=graph, config=graph_lib.session_config(flags))
     sess.run(g.init_op)
     return g, sess
@@ -172,14 +173,14 @@ def bench_child_steps(flags, data, args):
     real loop. Returns (median search s, median fixed s, timed steps per mode, params, controller).
     """
     with contextlib.ExitStack() as stack:
-        g, sess = open_session(flags, data, True)
+        g, sess = open_session(flags, data)
         stack.enter_context(sess)
         arcs = sample_arcs(sess, g.controller, args.num_fixed_arcs)
         search_fetches = train_fetches(g)
         timed_runs(sess, search_fetches, args.warmup, 0)  # warm-up on freshly sampled arcs
         fixed = []
         for arc in arcs:
-            fixed_g, fixed_sess = open_session(flags, data, False, arc)
+            fixed_g, fixed_sess = open_session(flags, data, arc)
             stack.enter_context(fixed_sess)
             fixed.append((fixed_sess, train_fetches(fixed_g)))
             timed_runs(fixed_sess, fixed[-1][1], args.warmup, 0)

@@ -160,7 +160,7 @@ def trained(tmp_path_factory):
     os.makedirs(out)
     with tf.Graph().as_default():
         tf.set_random_seed(0)
-        g = graph_lib.build(flags, data, False, fixed_arc)
+        g = graph_lib.build(flags, data, fixed_arc)
         with tf.Session(config=graph_lib.session_config(flags)) as sess:
             sess.run(g.init_op)
             for _ in range(4):
