@@ -31,6 +31,7 @@ import tensorflow.compat.v1 as tf
 
 import checkpoints
 import records
+import search_space
 from micro_child import MicroChild
 from errors import UserError, WriteFailed, cause_of
 
@@ -81,7 +82,7 @@ def _write_saved_model(flags_like, data, fixed_arc, output_dir, checkpoint, tmp_
             "channel": int(data["channel"]), "class_names": list(data["class_names"]),
             "mean": [float(v) for v in np.ravel(data["mean"])],
             "std": [float(v) for v in np.ravel(data["std"])],
-            "fixed_arc": " ".join(str(int(v)) for v in list(fixed_arc[0]) + list(fixed_arc[1]))}
+            "fixed_arc": search_space.arc_to_string(*fixed_arc)}
     with open(os.path.join(tmp_dir, MARKER), "w") as f:
         json.dump(meta, f, indent=1)
 

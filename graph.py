@@ -151,6 +151,21 @@ def _cell_of_step(g, global_step, num_cells):
     return g.sampler.seeded_sample_arc(seed)
 
 
+def _build_sampler(g, flags, data, global_step, sync):
+    """A search's controller, sampler, eval arc and cell_seed; returns the (normal, reduce) arcs
+    the child trains on: a fresh sample per step in one process, the cell of the global step on
+    a cluster (_cell_of_step)."""
+    g.controller = _make_controller(flags)
+    g.sampler = UniformSampler(flags.child_num_cells) if flags.random_search else g.controller
+    arcs = g.sampler.sample_arc
+    g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
+    g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
+    g.cell_seed = tf.get_variable(  # in every search, so that either kind of run can resume the other
+        "cell_seed", [], tf.int64, trainable=False,
+        initializer=lambda *_, **__: tf.random.uniform([], 0, 2 ** 31 - 1, tf.int64))
+    return _cell_of_step(g, global_step, flags.child_num_cells) if sync else arcs
+
+
 def _build_epochs_done(g):
     g.epochs_done = tf.get_variable("epochs_done", [], tf.int64, tf.zeros_initializer(), trainable=False)
     new_value = tf.placeholder(tf.int64, [])
@@ -177,18 +192,9 @@ def build(flags, data, fixed_arc, sync=None):
         data, flags.batch_size, flags.seed, flags.child_cutout_size,
         shard=(c.task_index, c.num_workers) if c else (0, 1)))
     if search:
-        g.controller = _make_controller(flags)
-        g.sampler = (UniformSampler(flags.child_num_cells) if flags.random_search
-                     else g.controller)
-        arcs = g.sampler.sample_arc
-        g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
-        g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
-        g.cell_seed = tf.get_variable(  # in every search, so that either kind of run can resume the other
-            "cell_seed", [], tf.int64, trainable=False,
-            initializer=lambda *_, **__: tf.random.uniform([], 0, 2 ** 31 - 1, tf.int64))
-        train_arcs = _cell_of_step(g, child.global_step, flags.child_num_cells) if sync else arcs
+        train_arcs = _build_sampler(g, flags, data, child.global_step, sync)
     else:
-        arcs = train_arcs = g.eval_arc = (None, None)
+        train_arcs = g.eval_arc = (None, None)
     g.train = child.build_train(images, labels, *train_arcs, wrap_optimizer=sync.wrap if sync else None)
     if search and sync:
         g.train.update(cell_step=g.train_cell_step, normal_arc=train_arcs[0], reduce_arc=train_arcs[1])

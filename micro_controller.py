@@ -46,6 +46,8 @@ variables on the parameter server) and the chief runs apply_op.
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import search_space
+
 
 def lstm_step(x, prev_c, prev_h, w_lstm):
     """One step of a stacked LSTM without bias, gate order i, f, o, g.
@@ -88,7 +90,7 @@ def _sample_from(logits, seed=None):
 class MicroController(object):
     """Samples (normal_arc, reduce_arc) and trains itself with REINFORCE."""
 
-    def __init__(self, num_branches=5, num_cells=5, lstm_size=64,
+    def __init__(self, num_branches=search_space.NUM_OPS, num_cells=5, lstm_size=64,
                  lstm_num_layers=1, tanh_constant=None, op_tanh_reduce=1.0,
                  temperature=None, lr=0.0035, l2_reg=0.0, entropy_weight=None,
                  bl_dec=0.99, num_aggregate=10, name="controller"):
@@ -134,6 +136,7 @@ class MicroController(object):
                 self.w_emb = tf.get_variable("w", [nb, size])
             with tf.variable_scope("softmax"):
                 self.w_soft = tf.get_variable("w", [size, nb])
+                # the original's start: ops 0 and 1, the two sep convs, strongly preferred
                 b_init = np.array([10.0] * 2 + [0.0] * (nb - 2), np.float32)
                 self.b_soft = tf.get_variable(
                     "b", [1, nb], initializer=tf.constant_initializer(b_init))
@@ -385,7 +388,7 @@ class MicroController(object):
             self._build_accumulate(tf_variables, apply_in_train_op)
 
 
-def uniform_entropy(num_cells, num_branches=5):
+def uniform_entropy(num_cells, num_branches=search_space.NUM_OPS):
     """Entropy (nats) of one uniformly drawn (normal, reduce) pair: the maximum of
     sample_entropy. Node n picks 2 inputs among n and 2 ops among num_branches."""
     per_cell = sum(2 * np.log(n) + 2 * np.log(num_branches) for n in range(2, num_cells + 2))
@@ -403,7 +406,7 @@ class UniformSampler(object):
     .seeded_sample_arc(seed)   the same draw, stateless from seed int64 [2]
     """
 
-    def __init__(self, num_cells, num_branches=5, name="uniform_sampler"):
+    def __init__(self, num_cells, num_branches=search_space.NUM_OPS, name="uniform_sampler"):
         self.num_cells, self.num_branches, self.name = num_cells, num_branches, name
         self.sample_arc = self.seeded_sample_arc(None)
         self.sample_entropy = tf.constant(uniform_entropy(num_cells, num_branches), tf.float32)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 
+import search_space
 from errors import UserError, WriteFailed, writing
 
 RUN_FLAGS_FILE = "run_flags.json"
@@ -29,7 +30,7 @@ OWN_PREFIXES = ("model.ckpt-", "events.out.tfevents", "best_arc_", ".tmp_")
 
 def shaping_flags(flags, mode, fixed_arc, num_classes):
     """The values a checkpoint's weights depend on; a resume must match them."""
-    arc = None if fixed_arc is None else " ".join(str(v) for v in fixed_arc[0] + fixed_arc[1])
+    arc = None if fixed_arc is None else search_space.arc_to_string(*fixed_arc)
     search = {"random_search": flags.random_search} if mode == "search" else {}
     return {**search, "mode": mode, "child_num_layers": flags.child_num_layers,
             "child_out_filters": flags.child_out_filters, "child_num_cells": flags.child_num_cells,

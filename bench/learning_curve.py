@@ -163,6 +163,7 @@ def fixed_curve(args, flags, data):
 def main(argv=None):
     args = parse_args(argv)
     utils.probe_devices_quietly()
+    tf.get_logger().setLevel("ERROR")  # no deprecation notice
     tf.disable_v2_behavior()
     tf.enable_resource_variables()
     flags = make_flags(args)

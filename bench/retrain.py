@@ -212,6 +212,7 @@ def print_profile(name, by_group, by_type, flops, step_s, peak):
 
 def main(argv=None):
     tf.get_logger().setLevel("ERROR")
+    tf.get_logger().setLevel("ERROR")  # no deprecation notice
     tf.disable_v2_behavior()  # as trainer.main does
     tf.enable_resource_variables()
     args = parse_args(argv)

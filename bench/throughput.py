@@ -366,6 +366,7 @@ def main(argv=None):
     """Runs every measurement; the ratio is the last line printed."""
     start = time.time()
     tf.get_logger().setLevel("ERROR")
+    tf.get_logger().setLevel("ERROR")  # no deprecation notice
     tf.disable_v2_behavior()
     tf.enable_resource_variables()
     args = parse_args(argv)
