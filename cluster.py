@@ -1,6 +1,6 @@
-"""Data-parallel retraining on TensorFlow's cluster runtime (between-graph replication).
+"""Data-parallel search and retraining on TensorFlow's cluster runtime (between-graph replication).
 
-Every process of a cluster runs the same main_child_trainer.py command plus its role, given by
+Every process of a cluster runs the same trainer command plus its role, given by
 --job_name/--task_index/--ps_hosts/--worker_hosts or by the standard TF_CONFIG variable:
   ps       holds the variables (replica_device_setter puts every variable there) and serves;
   worker   builds the whole graph on its own device, trains on its own shard of the training set,
@@ -22,7 +22,7 @@ API
 A search runs in lockstep: in each child epoch every worker trains the cell of the global step
 (graph._cell_of_step); at the epoch's end all workers score controller samples in parallel and the
 chief applies each update (controller_phase); then the workers wait until the chief has
-evaluated and saved (epochs_done). The chief alone evaluates, scores the final cells and writes.
+evaluated and saved (SyncTraining.release_epoch). The chief alone evaluates, scores the final cells and writes.
 """
 import json
 import os
