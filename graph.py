@@ -36,6 +36,7 @@ class Graph(object):
                      arc (search; they default to a fresh sample per run)
       global_step, saver, init_op, num_params, num_train_batches, reward_batch_size
       cell_seed      int64 [], the seed of a cluster search's cells (every search has it)
+      train_cell_step   int64 [], the global step a cluster search's train run read (its cell's)
       epochs_done    int64 [], the last epoch whose end (controller, eval) finished; with
                      set_epochs_done(sess, epoch) a resumed run redoes an interrupted epoch end
     """

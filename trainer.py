@@ -246,6 +246,8 @@ class Loop(object):
                     self.end_of_epoch(step)
         except KeyboardInterrupt:
             self.save()
+            if isinstance(sys.stdout, utils.Logger):
+                sys.stdout.end_line()
             print("Interrupted at step {}: checkpoint saved in {}; rerun the same command to "
                   "resume.".format(self.global_step(), FLAGS.output_dir))
             cluster_lib.exit_now(130)

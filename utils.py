@@ -63,6 +63,7 @@ class Logger(object):
     def __init__(self, path):
         self.terminal = sys.stdout
         self.path = path
+        self.line_open = False  # the last write did not end its line
         with writing(path):
             self.log = open(path, "a")
 
@@ -72,6 +73,14 @@ class Logger(object):
         with writing(self.path):
             self.log.write(message)
             self.log.flush()
+        if message:
+            self.line_open = not message.endswith("\n")
+
+    def end_line(self):
+        """Ends a line whose newline a signal kept print() from writing (print writes the text
+        and the newline separately)."""
+        if self.line_open:
+            self.write("\n")
 
     def flush(self):
         self.terminal.flush()

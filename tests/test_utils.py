@@ -314,3 +314,16 @@ def test_reduction_layers_examples():
     assert reduction_layers(15) == [5, 11]
     assert reduction_layers(0) == [0, 1]
     assert reduction_layers(2) == [0, 1]
+
+
+def test_logger_ends_a_line_cut_short_and_only_then(tmp_path, capsys):
+    """A Ctrl-C between print()'s text and its newline: the next message still starts a line."""
+    import utils
+    path = str(tmp_path / "stdout")
+    log = utils.Logger(path)
+    log.write("epoch = 1   ch_step = 11")
+    log.end_line()
+    log.write("Interrupted\n")
+    log.end_line()
+    assert open(path).read() == "epoch = 1   ch_step = 11\nInterrupted\n"
+    assert capsys.readouterr().out == "epoch = 1   ch_step = 11\nInterrupted\n"
