@@ -43,8 +43,8 @@ class Graph(object):
     __slots__ = ("train", "controller", "sampler", "sampled_valid_acc", "eval_init", "eval_correct",
                  "eval_count", "eval_images", "eval_predictions", "eval_arc", "global_step", "saver",
                  "init_op", "num_params", "num_train_batches", "reward_batch_size", "cell_seed",
-                 "train_cell_step", "epochs_done", "_set_epochs_done", "_eval_source", "_handles",
-                 "_handle_values")
+                 "train_cell_step", "epochs_done", "_epochs_done_value", "_set_epochs_done", "_eval_source",
+                 "_handles", "_handle_values")
 
     def __init__(self):
         for name in self.__slots__:
@@ -57,7 +57,7 @@ class Graph(object):
         return {self._eval_source: self._handle_values[1][source]}
 
     def set_epochs_done(self, sess, epoch):
-        self._set_epochs_done(sess, epoch)
+        sess.run(self._set_epochs_done, {self._epochs_done_value: epoch})
 
 
 def session_config(flags, search=True):
@@ -169,9 +169,8 @@ def _build_sampler(g, flags, data, global_step, sync):
 
 def _build_epochs_done(g):
     g.epochs_done = tf.get_variable("epochs_done", [], tf.int64, tf.zeros_initializer(), trainable=False)
-    new_value = tf.placeholder(tf.int64, [])
-    assign = g.epochs_done.assign(new_value)
-    g._set_epochs_done = lambda sess, epoch: sess.run(assign, {new_value: epoch})
+    g._epochs_done_value = tf.placeholder(tf.int64, [])
+    g._set_epochs_done = g.epochs_done.assign(g._epochs_done_value)
 
 
 def build(flags, data, fixed_arc, sync=None):

@@ -238,8 +238,7 @@ class MicroController(object):
                 logits = self._op_logits(h[-1], use_bias)
             pos = start_id + 2 * (i % 2) + i // 2
             choice, curr_log_prob, curr_ent = _sample_from(
-                logits, None if seed is None else seed + tf.stack(
-                    [tf.constant(0, tf.int64), tf.cast(pos, tf.int64)]))
+                logits, None if seed is None else seed + tf.cast(tf.stack([0, pos]), tf.int64))
             arc_seq = arc_seq.write(pos, choice)
             all_logits = all_logits.write(pos, self._pad(logits))
             log_prob += curr_log_prob
