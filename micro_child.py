@@ -196,9 +196,9 @@ class MicroChild(object):
                 with tf.variable_scope("pool_x"):
                     x = recompute.recomputed(reduce_x, x) if self.search else reduce_x(x)
             elif ops.channels(x, df) != out_filters:
-                x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "pool_x")
+                x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "pool_x", self.search)
             if ops.channels(y, df) != out_filters:
-                y = ops.relu_conv_bn(y, out_filters, bn_mode, df, "pool_y")
+                y = ops.relu_conv_bn(y, out_filters, bn_mode, df, "pool_y", self.search)
         return [x, y]
 
     def _aux_head(self, x):
@@ -405,7 +405,7 @@ class MicroChild(object):
             w = [p if len(shape) == 1 else tf.reshape(p, ops.shared_constant(shape, tf.int32))
                  for p, (_, shape, _) in zip(pieces, layout)]
             for w_depth, w_point, scale, offset in (w[:4], w[4:]):
-                x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point, 1, df)
+                x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point, 1, df, tf_kernels=True)
                 x = ops.batch_stats_norm(x, scale, offset, df)
             return x
         return recompute.recomputed(blocks, x, row)

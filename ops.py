@@ -102,24 +102,89 @@ def batch_norm(x, mode, data_format, name="bn"):
         return tf.identity(x)
 
 
-def relu_conv_bn(x, out_filters, bn_mode, data_format, name):
-    """ReLU -> 1x1 conv -> BN (bn_mode, see batch_norm): brings x to out_filters channels."""
+def relu_conv_bn(x, out_filters, bn_mode, data_format, name, tf_kernels=False):
+    """ReLU -> 1x1 conv -> BN (bn_mode, see batch_norm): brings x to out_filters channels.
+
+    tf_kernels: Conv2D instead of pointwise_conv's MatMul (the search child keeps the kernels
+    its speed and memory figures were measured with).
+    """
     with tf.variable_scope(name):
         w = create_weight("w", [1, 1, channels(x, data_format), out_filters])
         x = tf.nn.relu(x)
-        x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=data_format)
+        if tf_kernels:
+            x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=data_format)
+        else:
+            x = pointwise_conv(x, w, data_format)
         return batch_norm(x, bn_mode, data_format)
 
 
-def separable_conv(x, w_depth, w_point, stride, data_format):
+def pointwise_conv(x, w, data_format):
+    """1x1 stride-1 conv: x [N, H, W, C] (or NCHW), w [1, 1, C, F] -> [N, H, W, F].
+
+    In NHWC (the CPU layout) with a static H, W and C it is one MatMul of [N*H*W, C] by [C, F]:
+    the same products and sums as Conv2D, and oneDNN runs it and its gradients faster than
+    Conv2D's kernels (bench/kernels.py times both).
+    """
+    shape = x.get_shape().as_list()
+    if data_format != "NHWC" or None in shape[1:]:
+        return tf.nn.conv2d(x, w, [1, 1, 1, 1], "VALID", data_format=data_format)
+    _, h, width, c = shape
+    f = w.get_shape().as_list()[3]
+    y = tf.matmul(tf.reshape(x, shared_constant([-1, c], tf.int32)),
+                  tf.reshape(w, shared_constant([c, f], tf.int32)))
+    return tf.reshape(y, shared_constant([-1, h, width, f], tf.int32))
+
+
+def separable_conv(x, w_depth, w_point, stride, data_format, tf_kernels=False):
     """Depthwise w_depth [k, k, C, 1] then pointwise w_point [1, 1, C, F]: [N, H/stride, W/stride, F].
 
     tf.nn.separable_conv2d's maths with the two raw ops: it adds shape and dilation constants
-    to the graph at each call, and a search graph makes hundreds of calls.
+    to the graph at each call, and a search graph makes hundreds of calls. Unless tf_kernels
+    (see relu_conv_bn), the pointwise conv is pointwise_conv and a stride-1 5x5 depthwise conv in
+    NHWC (the CPU layout) takes its filter gradient from depthwise_filter_grad.
     """
-    x = tf.nn.depthwise_conv2d_native(x, w_depth, strides(stride, data_format), "SAME",
-                                      data_format=data_format, name="depthwise")
-    return tf.nn.conv2d(x, w_point, [1, 1, 1, 1], "VALID", data_format=data_format)
+    if tf_kernels:
+        x = tf.nn.depthwise_conv2d_native(x, w_depth, strides(stride, data_format), "SAME",
+                                          data_format=data_format, name="depthwise")
+        return tf.nn.conv2d(x, w_point, [1, 1, 1, 1], "VALID", data_format=data_format)
+    if stride == 1 and w_depth.get_shape().as_list()[0] == 5 and data_format == "NHWC":
+        with tf.get_default_graph().gradient_override_map(
+                {"DepthwiseConv2dNative": "DepthwiseFilterGradAsConv"}):
+            x = tf.nn.depthwise_conv2d_native(x, w_depth, [1, 1, 1, 1], "SAME", name="depthwise")
+    else:
+        x = tf.nn.depthwise_conv2d_native(x, w_depth, strides(stride, data_format), "SAME",
+                                          data_format=data_format, name="depthwise")
+    return pointwise_conv(x, w_point, data_format)
+
+
+def depthwise_filter_grad(x, grad, kernel):
+    """Filter gradient of a stride-1 SAME kernel x kernel depthwise conv (odd kernel, NHWC).
+
+    x, grad [N, H, W, C] -> [kernel, kernel, C, 1], with
+    dW[i, j, c] = sum over n, h, w of x_padded[n, h + i, w + j, c] * grad[n, h, w, c]:
+    one depthwise conv of x with the batch folded into the channels ([1, H, W, N * C], padded by
+    kernel // 2 inside the conv) and grad as its H x W filter, then a sum over N.
+    For 5x5 filters oneDNN runs this faster than its own filter-gradient kernel, for 3x3 filters
+    slower; bench/kernels.py times both.
+    """
+    h, w, c = x.get_shape().as_list()[1:]
+    pad = kernel // 2
+    with tf.control_dependencies([grad]):  # else x's copy can be made in the forward pass and kept
+        x = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, -1])
+    grad = tf.reshape(tf.transpose(grad, [1, 2, 0, 3]), [h, w, -1, 1])
+    per_example = tf.raw_ops.DepthwiseConv2dNative(
+        input=x, filter=grad, strides=[1, 1, 1, 1], padding="EXPLICIT",
+        explicit_paddings=[0, 0, pad, pad, pad, pad, 0, 0])
+    return tf.reduce_sum(tf.reshape(per_example, [kernel, kernel, -1, c]), 2)[..., None]
+
+
+@tf.RegisterGradient("DepthwiseFilterGradAsConv")
+def _depthwise_conv_grad(op, grad):
+    """The input gradient of TensorFlow's kernel, the filter gradient of depthwise_filter_grad."""
+    x, w_depth = op.inputs
+    grad_x = tf.nn.depthwise_conv2d_native_backprop_input(tf.shape(x), w_depth, grad,
+                                                          [1, 1, 1, 1], "SAME")
+    return grad_x, depthwise_filter_grad(x, grad, w_depth.get_shape().as_list()[0])
 
 
 def _odd_pixels_conv(x, w, data_format):
@@ -195,11 +260,12 @@ def global_avg_pool(x, data_format):
 def drop_path(x, keep_prob):
     """Drops whole examples' paths with probability 1 - keep_prob and rescales the rest by 1/keep_prob.
 
-    The mask is per example, [N, 1, 1, 1].
+    The mask is per example, [N, 1, 1, 1], and so is the factor (0 or 1 / keep_prob) it becomes:
+    one multiply of x, forward and backward.
     """
     batch_size = tf.shape(x)[0]
     mask = tf.floor(keep_prob + tf.random.uniform([batch_size, 1, 1, 1], dtype=tf.float32))
-    return x / keep_prob * mask
+    return x * (mask / keep_prob)
 
 
 def fully_connected(x, num_outputs, name="fc"):

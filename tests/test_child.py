@@ -134,6 +134,67 @@ def test_odd_feature_map_sizes_train(fixed):
 
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_depthwise_filter_grad_matches_tensorflows_kernel(kernel):
+    """ops.depthwise_filter_grad (one forward depthwise conv) is the filter gradient of
+    TensorFlow's kernel, on a non-square map so a swapped H and W would show."""
+    rng = np.random.RandomState(kernel)
+    x_np, g_np = rng.randn(3, 7, 6, 4).astype(np.float32), rng.randn(3, 7, 6, 4).astype(np.float32)
+    with _graph().as_default():
+        x, g = tf.constant(x_np), tf.constant(g_np)
+        want = tf.nn.depthwise_conv2d_native_backprop_filter(x, [kernel, kernel, 4, 1], g,
+                                                             [1, 1, 1, 1], "SAME")
+        got = ops.depthwise_filter_grad(x, g, kernel)
+        with _session() as sess:
+            want, got = sess.run([want, got])
+    assert got.shape == (kernel, kernel, 4, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel, stride, uses_forward_grad", [(5, 1, True), (5, 2, False),
+                                                                (3, 1, False)])
+def test_separable_conv_same_outputs_and_gradients_as_plain_ops(kernel, stride, uses_forward_grad):
+    """ops.separable_conv against the two plain ops: the same output and gradients (x, both
+    filters); its pointwise conv is a MatMul, and only the stride-1 5x5 one replaces
+    TensorFlow's depthwise filter-gradient kernel."""
+    rng = np.random.RandomState(0)
+    x_np = rng.randn(4, 9, 9, 6).astype(np.float32)
+    wd_np, wp_np = rng.randn(kernel, kernel, 6, 1).astype(np.float32), rng.randn(1, 1, 6, 8).astype(np.float32)
+    with _graph().as_default() as graph:
+        x, w_depth, w_point = tf.constant(x_np), tf.constant(wd_np), tf.constant(wp_np)
+        first = len(graph.get_operations())
+        y = ops.separable_conv(x, w_depth, w_point, stride, "NHWC")
+        got = [y] + tf.gradients(tf.reduce_sum(tf.square(y)), [x, w_depth, w_point])
+        types_used = {op.type for op in graph.get_operations()[first:]}
+        plain = tf.nn.conv2d(tf.nn.depthwise_conv2d_native(x, w_depth, [1, stride, stride, 1], "SAME"),
+                             w_point, [1, 1, 1, 1], "VALID")
+        want = [plain] + tf.gradients(tf.reduce_sum(tf.square(plain)), [x, w_depth, w_point])
+        with _session() as sess:
+            got, want = sess.run([got, want])
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3 * np.abs(b).max())
+    assert ("DepthwiseConv2dNativeBackpropFilter" not in types_used) == uses_forward_grad
+    assert "MatMul" in types_used and "Conv2D" not in types_used  # the pointwise conv
+
+
+def test_drop_path_zeroes_or_rescales_whole_examples():
+    """ops.drop_path: each example is all zeros or x / keep_prob, some of each, and the gradient
+    is the same per-example factor."""
+    x_np = np.random.RandomState(0).randn(64, 3, 3, 2).astype(np.float32) + 5.0
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        x = tf.constant(x_np)
+        y = ops.drop_path(x, tf.constant(0.6))
+        grad = tf.gradients(tf.reduce_sum(y), x)[0]
+        with _session() as sess:
+            y, grad = sess.run([y, grad])
+    kept = np.all(y != 0, axis=(1, 2, 3))
+    assert 0 < kept.sum() < len(kept) and np.all(y[~kept] == 0)
+    np.testing.assert_allclose(y[kept], x_np[kept] / 0.6, rtol=1e-6)
+    np.testing.assert_allclose(grad, np.where(kept, 1 / 0.6, 0)[:, None, None, None] * np.ones_like(x_np),
+                               rtol=1e-6)
+
+
 def test_recomputed_same_gradients_without_keeping_activations():
     """recompute.recomputed: the same gradients, and no gradient op reads a forward activation."""
     rng = np.random.RandomState(0)
