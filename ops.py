@@ -105,28 +105,24 @@ def batch_norm(x, mode, data_format, name="bn"):
 def relu_conv_bn(x, out_filters, bn_mode, data_format, name, tf_kernels=False):
     """ReLU -> 1x1 conv -> BN (bn_mode, see batch_norm): brings x to out_filters channels.
 
-    tf_kernels: Conv2D instead of pointwise_conv's MatMul (the search child keeps the kernels
-    its speed and memory figures were measured with).
+    tf_kernels: see pointwise_conv.
     """
     with tf.variable_scope(name):
         w = create_weight("w", [1, 1, channels(x, data_format), out_filters])
-        x = tf.nn.relu(x)
-        if tf_kernels:
-            x = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", data_format=data_format)
-        else:
-            x = pointwise_conv(x, w, data_format)
+        x = pointwise_conv(tf.nn.relu(x), w, data_format, tf_kernels)
         return batch_norm(x, bn_mode, data_format)
 
 
-def pointwise_conv(x, w, data_format):
+def pointwise_conv(x, w, data_format, tf_kernels=False):
     """1x1 stride-1 conv: x [N, H, W, C] (or NCHW), w [1, 1, C, F] -> [N, H, W, F].
 
     In NHWC (the CPU layout) with a static H, W and C it is one MatMul of [N*H*W, C] by [C, F]:
     the same products and sums as Conv2D, and oneDNN runs it and its gradients faster than
-    Conv2D's kernels (bench/kernels.py times both).
+    Conv2D's kernels (bench/kernels.py times both). tf_kernels: always Conv2D (the search child
+    keeps the kernels its speed and memory figures were measured with).
     """
     shape = x.get_shape().as_list()
-    if data_format != "NHWC" or None in shape[1:]:
+    if tf_kernels or data_format != "NHWC" or None in shape[1:]:
         return tf.nn.conv2d(x, w, [1, 1, 1, 1], "VALID", data_format=data_format)
     _, h, width, c = shape
     f = w.get_shape().as_list()[3]
@@ -140,21 +136,16 @@ def separable_conv(x, w_depth, w_point, stride, data_format, tf_kernels=False):
 
     tf.nn.separable_conv2d's maths with the two raw ops: it adds shape and dilation constants
     to the graph at each call, and a search graph makes hundreds of calls. Unless tf_kernels
-    (see relu_conv_bn), the pointwise conv is pointwise_conv and a stride-1 5x5 depthwise conv in
-    NHWC (the CPU layout) takes its filter gradient from depthwise_filter_grad.
+    (see pointwise_conv), a stride-1 5x5 depthwise conv in NHWC (the CPU layout) takes its
+    filter gradient from depthwise_filter_grad.
     """
-    if tf_kernels:
+    own_grad = (not tf_kernels and stride == 1 and data_format == "NHWC"
+                and w_depth.get_shape().as_list()[0] == 5)
+    overrides = {"DepthwiseConv2dNative": "DepthwiseFilterGradAsConv"} if own_grad else {}
+    with tf.get_default_graph().gradient_override_map(overrides):
         x = tf.nn.depthwise_conv2d_native(x, w_depth, strides(stride, data_format), "SAME",
                                           data_format=data_format, name="depthwise")
-        return tf.nn.conv2d(x, w_point, [1, 1, 1, 1], "VALID", data_format=data_format)
-    if stride == 1 and w_depth.get_shape().as_list()[0] == 5 and data_format == "NHWC":
-        with tf.get_default_graph().gradient_override_map(
-                {"DepthwiseConv2dNative": "DepthwiseFilterGradAsConv"}):
-            x = tf.nn.depthwise_conv2d_native(x, w_depth, [1, 1, 1, 1], "SAME", name="depthwise")
-    else:
-        x = tf.nn.depthwise_conv2d_native(x, w_depth, strides(stride, data_format), "SAME",
-                                          data_format=data_format, name="depthwise")
-    return pointwise_conv(x, w_point, data_format)
+    return pointwise_conv(x, w_point, data_format, tf_kernels)
 
 
 def depthwise_filter_grad(x, grad, kernel):
