@@ -93,7 +93,7 @@ def _make_child(flags, data, fixed_arc, num_train_batches):
         grad_bound=flags.child_grad_bound, clip_mode=flags.child_clip_mode, lr_max=flags.child_lr_max, lr_min=flags.child_lr_min,
         lr_T_0=flags.child_lr_T_0, lr_T_mul=flags.child_lr_T_mul,
         num_train_batches=num_train_batches, num_epochs=flags.num_epochs,
-        data_format=flags.data_format, fixed_arc=fixed_arc,
+        data_format=flags.data_format, fixed_arc=fixed_arc, seed=flags.seed,
         shared_init=flags.child_shared_init if fixed_arc is None else None,
         loss_scaling=fixed_arc is not None and flags.mixed_precision == "mixed_float16")
 

@@ -89,13 +89,15 @@ class MicroChild(object):
                  clip_mode="global", shared_init="aligned",
                  lr_max=0.05, lr_min=0.0005, lr_T_0=10, lr_T_mul=2, num_train_batches=1,
                  num_epochs=1, data_format="NHWC", fixed_arc=None, loss_scaling=False,
-                 name="child"):
+                 seed=None, name="child"):
         """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints.
 
         clip_mode: how grad_bound clips (optim.clip_gradients): "global" norm or per-tensor "norm".
         shared_init: how the search's shared tables start, "aligned" or "he" (module docstring).
         loss_scaling: dynamic loss scaling, which float16 training needs (gradients that would
         underflow in float16 are scaled up; a step whose gradients overflow is skipped).
+        seed: the run's seed (--seed), which with the step and the op seeds drop path's masks;
+        None draws one.
         """
         self.num_classes = num_classes
         self.num_layers = num_layers
@@ -119,6 +121,8 @@ class MicroChild(object):
         self.pool_layers = reduction_layers(num_layers)
         self.aux_head_layer = self.pool_layers[-1] + 1
         self.global_step = tf.train.get_or_create_global_step()
+        self.seed = int(np.random.randint(2 ** 31)) if seed is None else seed
+        self._num_drop_paths = 0
 
     # ----------------------------------------------------------------------------------- network
     def model(self, images, is_training, normal_arc=None, reduce_arc=None):
@@ -261,7 +265,7 @@ class MicroChild(object):
                 x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "proj")
             drop_path = is_training and self.drop_path_keep_prob is not None
             if op_id != search_space.IDENTITY and drop_path:
-                x = ops.drop_path(x, self._drop_path_keep_prob(layer_id))
+                x = ops.drop_path(x, self._drop_path_keep_prob(layer_id), self._drop_path_seed())
         return x
 
     def _fixed_conv(self, x, kernel, out_filters, stride, bn_mode):
@@ -284,6 +288,12 @@ class MicroChild(object):
         step = tf.cast(self.global_step + 1, tf.float32)
         step_ratio = tf.minimum(1.0, step / float(max(1, self.num_train_steps)))
         return 1.0 - step_ratio * (1.0 - keep_layer)
+
+    def _drop_path_seed(self):
+        """int64 [2]: (the run's seed, this drop path op's number), and the step being trained."""
+        self._num_drop_paths += 1
+        op_seed = self.seed * 1000 + self._num_drop_paths
+        return tf.stack([tf.constant(op_seed, tf.int64), tf.cast(self.global_step, tf.int64)])
 
     def _fixed_combine(self, layers, used, out_filters, bn_mode):
         """Concatenates every unused node (inputs included) on channels; a 2x larger one is reduced first."""

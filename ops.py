@@ -178,14 +178,22 @@ def _depthwise_conv_grad(op, grad):
     return grad_x, depthwise_filter_grad(x, grad, w_depth.get_shape().as_list()[0])
 
 
-def _odd_pixels_conv(x, w, data_format):
-    """The 1x1 conv w [1, 1, C, F] on the odd rows and columns: [N, ceil(H/2), ceil(W/2), F].
+def one_tap_conv(x, w, tap, data_format):
+    """The 1x1 conv w [1, 1, C, F] on every other pixel: [N, ceil(H/2), ceil(W/2), F].
 
-    A 2x2 stride-2 SAME conv whose only non-zero tap is the bottom-right one: the same maths as the
-    original's pad-by-one, drop the first row and column, stride-2 1x1 conv (odd H or W included),
-    but its gradient is a conv gradient, where a strided slice's gradient was slow.
+    tap "even": the pixels (2i, 2j); "odd": the pixels (2i + 1, 2j + 1), zero past the border.
+    A 2x2 stride-2 SAME conv whose only non-zero tap is the top-left (even) or bottom-right (odd)
+    one: the original's stride-2 1x1 conv (even), and its pad-by-one, drop the first row and
+    column, stride-2 1x1 conv (odd), odd H or W included.
+
+    Why not a stride-2 1x1 conv: oneDNN's 1x1 backward-weights kernel for strided convs writes
+    past its scratch buffer when C is below its channel block (C < 16 with AVX-512, C < 8 with
+    AVX2; oneDNN issue 6035, in TensorFlow 2.21): the search with 6 to 14 filters corrupted the
+    heap and aborted. A 2x2 kernel takes another oneDNN kernel. Also, a strided slice's gradient
+    was slow.
     """
-    w = tf.pad(w, [[1, 0], [1, 0], [0, 0], [0, 0]])
+    pad = [[0, 1], [0, 1]] if tap == "even" else [[1, 0], [1, 0]]
+    w = tf.pad(w, pad + [[0, 0], [0, 0]])
     return tf.nn.conv2d(x, w, strides(2, data_format), "SAME", data_format=data_format)
 
 
@@ -195,20 +203,19 @@ def factorized_reduction(x, out_filters, bn_mode, data_format, name="fr"):
     Path 1: a 1x1 conv to out_filters/2 on the even pixels; path 2: the same on the pixels shifted
     by one (the odd ones); concatenated, then BN (bn_mode, see batch_norm). No ReLU inside
     (callers put one in front).
-    Each path is one stride-2 conv, the same maths as the original's 1x1 "avg pool" with stride 2
-    followed by a 1x1 conv, without materialising the subsampled tensor (its gradient was slow).
+    Each path is one stride-2 conv (one_tap_conv), the same maths as the original's 1x1 "avg
+    pool" with stride 2 followed by a 1x1 conv, without materialising the subsampled tensor.
     """
     assert out_filters % 2 == 0, "out_filters must be even"
     inp_c = channels(x, data_format)
     concat_axis = 3 if data_format == "NHWC" else 1
+    paths = []
     with tf.variable_scope(name):
-        with tf.variable_scope("path1"):
-            w = create_weight("w", [1, 1, inp_c, out_filters // 2])
-            even = tf.nn.conv2d(x, w, strides(2, data_format), "SAME", data_format=data_format)
-        with tf.variable_scope("path2"):
-            w = create_weight("w", [1, 1, inp_c, out_filters // 2])
-            odd = _odd_pixels_conv(x, w, data_format)
-        return batch_norm(tf.concat([even, odd], axis=concat_axis), bn_mode, data_format)
+        for scope, tap in (("path1", "even"), ("path2", "odd")):
+            with tf.variable_scope(scope):
+                w = create_weight("w", [1, 1, inp_c, out_filters // 2])
+                paths.append(one_tap_conv(x, w, tap, data_format))
+        return batch_norm(tf.concat(paths, axis=concat_axis), bn_mode, data_format)
 
 
 def pool(x, op_id, stride, data_format):
@@ -248,14 +255,17 @@ def global_avg_pool(x, data_format):
     return tf.reduce_mean(x, axis=[1, 2] if data_format == "NHWC" else [2, 3])
 
 
-def drop_path(x, keep_prob):
+def drop_path(x, keep_prob, seed):
     """Drops whole examples' paths with probability 1 - keep_prob and rescales the rest by 1/keep_prob.
 
     The mask is per example, [N, 1, 1, 1], and so is the factor (0 or 1 / keep_prob) it becomes:
-    one multiply of x, forward and backward.
+    one multiply of x, forward and backward. seed: int64 [2], the stateless draw's seed (the
+    caller makes it from the run's seed, the step and the op), so a step's masks are the same
+    whatever ran before it: in a resumed run, and in either data layout.
     """
     batch_size = tf.shape(x)[0]
-    mask = tf.floor(keep_prob + tf.random.uniform([batch_size, 1, 1, 1], dtype=tf.float32))
+    uniform = tf.random.stateless_uniform([batch_size, 1, 1, 1], seed, dtype=tf.float32)
+    mask = tf.floor(keep_prob + uniform)
     return x * (mask / keep_prob)
 
 

@@ -98,19 +98,23 @@ def test_fixed_eval_graph_has_no_aux_head_and_same_shapes():
 
 
 @pytest.mark.parametrize("size", [8, 7])
-def test_factorized_reduction_odd_path_is_pad_slice_conv(size):
-    """Path 2 equals the original's pad by one, drop first row/column, stride-2 1x1 conv."""
+def test_factorized_reduction_paths_are_the_originals_strided_1x1_convs(size):
+    """Path 1 equals the original's stride-2 1x1 conv; path 2 its pad by one, drop the first
+    row and column, stride-2 1x1 conv (odd sizes included)."""
     rng = np.random.RandomState(size)
     x_np = rng.randn(2, size, size, 3).astype(np.float32)
     w_np = rng.randn(1, 1, 3, 4).astype(np.float32)
     with _graph().as_default():
         x, w = tf.constant(x_np), tf.constant(w_np)
         shifted = tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
-        expected = tf.nn.conv2d(shifted, w, [1, 2, 2, 1], "VALID")
+        expected = [tf.nn.conv2d(x, w, [1, 2, 2, 1], "VALID"),
+                    tf.nn.conv2d(shifted, w, [1, 2, 2, 1], "VALID")]
         with _session() as sess:
-            got, want = sess.run([ops._odd_pixels_conv(x, w, "NHWC"), expected])
-    assert got.shape == (2, (size + 1) // 2, (size + 1) // 2, 4)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+            got, want = sess.run([[ops.one_tap_conv(x, w, tap, "NHWC") for tap in ("even", "odd")],
+                                  expected])
+    for g, e in zip(got, want):
+        assert g.shape == (2, (size + 1) // 2, (size + 1) // 2, 4)
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("fixed", [True, False])
@@ -179,20 +183,24 @@ def test_separable_conv_same_outputs_and_gradients_as_plain_ops(kernel, stride, 
 
 def test_drop_path_zeroes_or_rescales_whole_examples():
     """ops.drop_path: each example is all zeros or x / keep_prob, some of each, and the gradient
-    is the same per-example factor."""
+    is the same per-example factor; the mask is a function of the seed alone (the same seed, the
+    same mask, whatever ran before; another step's seed, another mask)."""
     x_np = np.random.RandomState(0).randn(64, 3, 3, 2).astype(np.float32) + 5.0
     with _graph().as_default():
-        tf.set_random_seed(0)
-        x = tf.constant(x_np)
-        y = ops.drop_path(x, tf.constant(0.6))
+        x, seed = tf.constant(x_np), tf.placeholder(tf.int64, [2])
+        y = ops.drop_path(x, tf.constant(0.6), seed)
         grad = tf.gradients(tf.reduce_sum(y), x)[0]
         with _session() as sess:
-            y, grad = sess.run([y, grad])
+            y, grad = sess.run([y, grad], {seed: [7, 3]})
+            again, other_step = (sess.run(ops.drop_path(x, tf.constant(0.6), seed), {seed: s})
+                                 for s in ([7, 3], [7, 4]))
     kept = np.all(y != 0, axis=(1, 2, 3))
     assert 0 < kept.sum() < len(kept) and np.all(y[~kept] == 0)
     np.testing.assert_allclose(y[kept], x_np[kept] / 0.6, rtol=1e-6)
     np.testing.assert_allclose(grad, np.where(kept, 1 / 0.6, 0)[:, None, None, None] * np.ones_like(x_np),
                                rtol=1e-6)
+    np.testing.assert_array_equal(again, y)
+    assert np.any((other_step != 0) != (y != 0))
 
 
 def test_recomputed_same_gradients_without_keeping_activations():
