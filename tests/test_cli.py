@@ -133,9 +133,11 @@ def _read_arcs_tsv(path):
 
 
 def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
+    """In the GPU layout (--data_format NCHW; the other end-to-end runs use NHWC): the search,
+    the retraining of its best cell, and a SavedModel that takes NHWC uint8 images."""
     out = str(tmp_path / "search")
     r = _run("main_controller_child_trainer.py", data_flags(data_dirs) + TINY + [
-        "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
+        "--data_format", "NCHW", "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
         "--controller_num_final_arcs", "2", "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]
 
@@ -174,7 +176,7 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
 
     retrain_out = str(tmp_path / "final")
     r2 = _run("main_child_trainer.py", data_flags(data_dirs) + TINY + [
-        "--num_epochs", "1", "--n_aug_img", "1",
+        "--data_format", "NCHW", "--num_epochs", "1", "--n_aug_img", "1",
         "--child_fixed_arc", os.path.join(out, "best_arc.txt"), "--output_dir", retrain_out])
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert "Training: 1 epochs of 3 child steps (3 steps)" in r2.stdout
@@ -183,6 +185,23 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     # the retrained arc is the one the search found
     with open(os.path.join(retrain_out, "run_flags.json")) as f:
         assert best in f.read()
+    _check_saved_model_takes_nhwc_uint8(os.path.join(retrain_out, "saved_model"), data_dirs[2])
+
+
+def _check_saved_model_takes_nhwc_uint8(export_dir, test_dir):
+    """The SavedModel's input is [N, 8, 8, 1] uint8 whatever layout trained it; its outputs are
+    probabilities."""
+    import numpy as np
+    import data_utils
+    from predict import Predictor
+    p = Predictor(export_dir)
+    assert (p.img_size, p.channel) == (8, 1)
+    images = np.stack([data_utils.decode_image(os.path.join(test_dir, "0", name), 1, 8)
+                       for name in sorted(os.listdir(os.path.join(test_dir, "0")))])
+    assert images.dtype == np.uint8 and images.shape == (4, 8, 8, 1)
+    probs = p.predict(images)
+    assert probs.shape == (4, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_random_search_never_trains_the_controller(data_dirs, tmp_path):
