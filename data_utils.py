@@ -6,12 +6,15 @@ augmentation and normalisation ((x - mean) / std, per-channel train statistics o
 scale) happen per batch inside a tf.numpy_function, so no image array becomes a graph constant.
 
 API
-  read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img, skip_bad_images=False)
+  read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img, skip_bad_images=False,
+            batch_size=None, train_with_valid=False)
                                   -> dict: images/labels per split, class_names, mean, std, ...
   augment_image(img, rng)         -> the seed's OpenCV augmentation of one uint8 [H,W,C] image
+  random_crop_flip(images, pad, flip, rng) -> the authors' pad-and-crop and left-right flip
   apply_cutout(images, size, rng) -> zeroes one size x size square per image (in place)
   num_train_batches(num_train, n_aug_img, batch_size) -> batches per training epoch
-  train_dataset(data, batch_size, seed=None, cutout_size=None)   shuffled, augmented, endless
+  train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False)
+                                  shuffled, augmented, endless
   eval_dataset(data, split, batch_size=100, mixed=False)        one pass over a split
   reward_dataset(data, batch_size, seed=None)                    shuffled valid batches, endless
 Datasets yield (images float32 [B,H,W,C] normalised, labels int32 [B]).
@@ -152,9 +155,10 @@ def _channel_stats(images, chunk_pixels=1 << 22):
 
 
 def read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img,
-              skip_bad_images=False, batch_size=None):
+              skip_bad_images=False, batch_size=None, train_with_valid=False):
     """Read the three split folders (the flag values are checked by enas_flags.check_flags;
     this checks the data: folders, images, and batch_size against the training set).
+    train_with_valid: the training split is train + valid (its statistics too); valid stays.
 
     Returns {"images": {split: uint8 [N,S,S,C]}, "labels": {split: int32 [N]},
     "class_names": [str], "mean": float32 [C], "std": float32 [C], "channel": int,
@@ -177,6 +181,10 @@ def read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img,
         print("%s: %d images, %d classes, %dx%dx%d%s" % (
             split, len(labels), len(classes), img_size, img_size, channel,
             ", %d unreadable files skipped" % skipped if skipped else ""))
+    if train_with_valid:
+        for part in ("images", "labels"):
+            data[part]["train"] = np.concatenate([data[part]["train"], data[part]["valid"]])
+        print("train + valid: %d training images (--train_with_valid)" % len(data["labels"]["train"]))
     if batch_size is not None and batch_size > len(data["labels"]["train"]):
         raise UserError("--batch_size %d is larger than the training set (%d images in %s)" % (
             batch_size, len(data["labels"]["train"]), train_dir))
@@ -254,15 +262,31 @@ def apply_cutout(images, cutout_size, rng):
     return images
 
 
+def random_crop_flip(images, pad, flip, rng):
+    """The authors' CIFAR-10 augmentation of float32 [B,H,W,C], per image: zero-pad by pad pixels
+    per side and crop a random H x W window (pad 0: no crop), then flip left-right with
+    probability 0.5 if flip. Returns a new array."""
+    b, h, w, _ = images.shape
+    if pad:
+        padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+        ys, xs = rng.integers(0, 2 * pad + 1, b), rng.integers(0, 2 * pad + 1, b)
+        images = np.stack([p[y:y + h, x:x + w] for p, y, x in zip(padded, ys, xs)])
+    if flip:
+        flipped = rng.random(b) < 0.5
+        images[flipped] = images[flipped, :, ::-1]
+    return images
+
+
 def num_train_batches(num_train, n_aug_img, batch_size):
     """Batches in one training epoch: ceil(num_train * n_aug_img / batch_size)."""
     return int(math.ceil(num_train * n_aug_img / float(batch_size)))
 
 
-def _batch_fn(data, split, seed, augment, cutout_size):
+def _batch_fn(data, split, seed, augment, cutout_size, crop_pad=0, flip=False):
     """numpy function (int64 indices [B], int64 batch_no) -> (float32 [B,H,W,C], int32 [B]).
 
-    Sample index i is image i % N, augmented iff augment and i >= N.
+    Sample index i is image i % N, OpenCV-augmented iff augment and i >= N; then every image is
+    normalised, random-cropped and flipped (random_crop_flip) and cut out, as configured.
     """
     images, labels = data["images"][split], data["labels"][split]
     mean, std = data["mean"], data["std"]
@@ -277,6 +301,8 @@ def _batch_fn(data, split, seed, augment, cutout_size):
             for j in np.flatnonzero(indices >= n):
                 x[j] = augment_image(x[j], rng)
         x = (x.astype(np.float32) - mean) / std
+        if crop_pad or flip:
+            x = random_crop_flip(x, crop_pad, flip, rng)
         if cutout_size:
             apply_cutout(x, cutout_size, rng)
         return x, labels[idx]
@@ -297,11 +323,12 @@ def _to_batches(index_ds, data, fn, batch_dim=None):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1)):
+def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False):
     """Endless training batches: (float32 [B,H,W,C] normalised, int32 [B]).
 
     Each epoch shuffles range(N * n_aug_img) afresh (num_train_batches batches, the last may be
-    smaller); index i is image i % N, augmented when i >= N; optional cutout.
+    smaller); index i is image i % N, OpenCV-augmented when i >= N; then, on every image, the
+    optional random crop (crop_pad), flip and cutout (_batch_fn).
     shard (index, count): only the indices i with i % count == index (a worker's share of a cluster).
     """
     m = len(data["labels"]["train"]) * data["n_aug_img"]
@@ -309,7 +336,7 @@ def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1)):
     idx = tf.data.Dataset.range(shard_index, m, num_shards)
     idx = idx.shuffle(len(range(shard_index, m, num_shards)), seed=seed, reshuffle_each_iteration=True)
     idx = idx.batch(batch_size).repeat()
-    return _to_batches(idx, data, _batch_fn(data, "train", seed, True, cutout_size))
+    return _to_batches(idx, data, _batch_fn(data, "train", seed, True, cutout_size, crop_pad, flip))
 
 
 def eval_dataset(data, split, batch_size=100, mixed=False):

@@ -71,8 +71,11 @@ def define_flags(mode):
     _define_child_flags(search)
     if search:
         DEFINE_string("child_shared_init", "aligned",
-                      "How the shared weight tables start: aligned (every row one draw, sep convs "
-                      "near the identity) or he (independent he_normal rows, as the original).")
+                      "How the shared weight tables start: aligned (every row of a table one draw, "
+                      "sep convs near the identity map; learns fastest), he (independent rows, each "
+                      "conv with its own he_normal std sqrt(2 / (k*k*C_in)), as the retrained "
+                      "child's convs) or authors (independent rows with std sqrt(2 / rows of the "
+                      "table): the authors' he_normal on their 2-D tables).")
         _define_controller_flags()
         _define_cluster_flags()
     else:
@@ -81,6 +84,9 @@ def define_flags(mode):
                       "with AMX, slower than float32 on CPUs with only AVX-512 BF16) or "
                       "mixed_float16 (NVIDIA GPUs, with dynamic loss scaling). Variables and BN "
                       "statistics stay float32.")
+        DEFINE_boolean("train_with_valid", False,
+                       "Train on the train and valid folders together, with no validation pass (the "
+                       "authors' final training: num_valids=0); test accuracy is still reported.")
         DEFINE_boolean("export_only", False, "Only export output_dir's latest checkpoint as a SavedModel "
                                              "(output_dir/saved_model), then stop.")
         _define_cluster_flags()
@@ -111,7 +117,13 @@ def _define_child_flags(search):
     DEFINE_float("child_lr_min", 0.0005 if search else 0.00001, "Cosine LR: value at the end of each cycle.")
     DEFINE_integer("child_lr_T_0", 10, "Cosine LR: length of the first cycle, in epochs.")
     DEFINE_integer("child_lr_T_mul", 2, "Cosine LR: each cycle is this many times longer than the last.")
-    DEFINE_integer("child_cutout_size", None, "Side of the cutout square in pixels; unset = no cutout.")
+    DEFINE_integer("child_cutout_size", None, "Side of the cutout square in pixels; unset = no cutout "
+                                              "(the paper's CIFAR-10 final training: 16).")
+    DEFINE_integer("child_random_crop_pad", 0, "Pad every training image with this many zero pixels per "
+                                               "side, then crop a random img_size square (the authors' "
+                                               "CIFAR-10 code: 4); 0 = off.")
+    DEFINE_boolean("child_random_flip", False, "Flip every training image left-right with probability 0.5 "
+                                               "(the authors' CIFAR-10 code; any channel count).")
     DEFINE_float("child_grad_bound", 5.0, "Clip the child gradients to this norm; 0 = no clipping.")
     DEFINE_string("child_clip_mode", "global", "global: clip all gradients together to child_grad_bound; "
                                                "norm: each tensor on its own (the authors' clip_mode).")
@@ -187,6 +199,8 @@ def check_flags(flags, mode):
     for name in ("child_keep_prob", "child_drop_path_keep_prob"):
         if not 0.0 < getattr(flags, name) <= 1.0:
             raise UserError("--{} must be in (0, 1], got {}".format(name, getattr(flags, name)))
+    if flags.child_random_crop_pad < 0:
+        raise UserError("--child_random_crop_pad must be >= 0, got {}".format(flags.child_random_crop_pad))
     if flags.sync_timeout_secs <= 0:
         raise UserError("--sync_timeout_secs must be > 0, got {}".format(flags.sync_timeout_secs))
     if flags.child_num_aggregate is not None and flags.child_num_aggregate < 1:
@@ -196,8 +210,8 @@ def check_flags(flags, mode):
         raise UserError("--mixed_precision must be one of {}, got {}".format(
             ", ".join(MIXED_PRECISION), flags.mixed_precision))
     if search:
-        if flags.child_shared_init not in ("aligned", "he"):
-            raise UserError("--child_shared_init must be aligned or he, got {}".format(
+        if flags.child_shared_init not in ("aligned", "he", "authors"):
+            raise UserError("--child_shared_init must be aligned, he or authors, got {}".format(
                 flags.child_shared_init))
         _positive(flags, ["controller_num_aggregate", "controller_train_steps",
                           "controller_train_every", "controller_num_final_arcs"])

@@ -190,7 +190,8 @@ def build(flags, data, fixed_arc, sync=None):
     child = _make_child(flags, data, fixed_arc, g.num_train_batches)
     images, labels = _next(data_utils.train_dataset(
         data, flags.batch_size, flags.seed, flags.child_cutout_size,
-        shard=(c.task_index, c.num_workers) if c else (0, 1)))
+        shard=(c.task_index, c.num_workers) if c else (0, 1),
+        crop_pad=flags.child_random_crop_pad, flip=flags.child_random_flip))
     if search:
         train_arcs = _build_sampler(g, flags, data, child.global_step, sync)
     else:

@@ -61,14 +61,17 @@ def _identity_piece(name, shape, kernel):
     return value.ravel()
 
 
-def _rows_init(mean, std, tied):
-    """Initializer of a [R, P] table: mean [P] + a normal truncated at 2 std scaled to std [P];
-    tied: one draw for all R rows, else one per row."""
+def _rows_init(mean, std, tied, row_scale=None):
+    """Initializer of a [R, P] table: mean [P] + a normal truncated at 2 std scaled to std [P]
+    (times row_scale [R] per row, if given); tied: one draw for all R rows, else one per row."""
     def init(shape, dtype=tf.float32, partition_info=None):
         draw = tf.random.truncated_normal([1 if tied else shape[0], shape[1]], dtype=dtype)
         if tied:
             draw = tf.tile(draw, [shape[0], 1])
-        return draw * tf.constant(std / ops.TRUNCATED_NORMAL_STD, dtype) + tf.constant(mean, dtype)
+        draw *= tf.constant(std / ops.TRUNCATED_NORMAL_STD, dtype)
+        if row_scale is not None:
+            draw *= tf.constant(np.asarray(row_scale)[:, None], dtype)
+        return draw + tf.constant(mean, dtype)
     return init
 
 
@@ -93,7 +96,8 @@ class MicroChild(object):
         """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints.
 
         clip_mode: how grad_bound clips (optim.clip_gradients): "global" norm or per-tensor "norm".
-        shared_init: how the search's shared tables start, "aligned" or "he" (module docstring).
+        shared_init: how the search's shared tables start, "aligned", "he" or "authors"
+        (_enas_conv_table).
         loss_scaling: dynamic loss scaling, which float16 training needs (gradients that would
         underflow in float16 are scaled up; a step whose gradients overflow is skipped).
         seed: the run's seed (--seed), which with the step and the op seeds drop path's masks;
@@ -372,17 +376,23 @@ class MicroChild(object):
         R = sum of _slot_sizes(); a row packs both stacked blocks' w_depth, w_point, BN scale and
         offset (_conv_layout), so that one Switch routes them. BN scale starts at 1, offset 0.
         shared_init "he": each row an independent he_normal draw per piece, as the fixed child's
-        convs of those shapes get. "aligned": every row starts as one common draw near the
-        identity map (module docstring).
+        convs of those shapes get. "authors": independent rows whose weights have std
+        sqrt(2 / rows of the slot), what the authors' he_normal gives each slot's own
+        [possible inputs, k*k*C] table (fan-in = its row count). "aligned": every row starts as one
+        common draw near the identity map (module docstring).
         """
         layout = self._conv_layout(kernel, c)
+        is_weight = np.concatenate([np.full(n, float(name.startswith("w_"))) for name, _, n in layout])
         he_std = np.concatenate([np.full(n, he_normal_std(shape) if name.startswith("w_") else 0.0)
                                  for name, shape, n in layout])
+        mean = np.concatenate([np.full(n, float(name == "scale")) for name, _, n in layout])
         if self.shared_init == "aligned":
             mean = np.concatenate([_identity_piece(name, shape, kernel) for name, shape, _ in layout])
             init = _rows_init(mean, ALIGNED_NOISE * he_std, tied=True)
+        elif self.shared_init == "authors":
+            rows = [size for size in self._slot_sizes() for _ in range(size)]
+            init = _rows_init(mean, is_weight, tied=False, row_scale=np.sqrt(2.0 / np.array(rows)))
         else:
-            mean = np.concatenate([np.full(n, float(name == "scale")) for name, _, n in layout])
             init = _rows_init(mean, he_std, tied=False)
         return ops.create_weight("conv_{0}x{0}".format(kernel), [sum(self._slot_sizes()), mean.size],
                                  init)
@@ -437,9 +447,11 @@ class MicroChild(object):
             out = tf.transpose(out, [1, 0, 2, 3, 4])
             out = tf.reshape(out, [shape[1], num_outs * out_filters, shape[3], shape[4]])
         with tf.variable_scope("final_conv"):
-            # a row is node i's block of a 1x1 conv: he_normal with that block's fan_in
+            # a row is node i's block of a 1x1 conv: he_normal with that block's fan_in; the
+            # authors' he_normal on the [B + 2, F * F] table: fan_in = B + 2 (ops.create_weight)
             std = np.full(out_filters * out_filters, he_normal_std([1, 1, out_filters, out_filters]))
-            init = _rows_init(np.zeros_like(std), std, tied=self.shared_init == "aligned")
+            init = (None if self.shared_init == "authors" else
+                    _rows_init(np.zeros_like(std), std, tied=self.shared_init == "aligned"))
             w = ops.create_weight("w", [self.num_cells + 2, out_filters * out_filters], init)
             w = tf.reshape(tf.gather(w, indices, axis=0), [1, 1, num_outs * out_filters, out_filters])
             out = tf.nn.conv2d(tf.nn.relu(out), w, [1, 1, 1, 1], "SAME", data_format=df)

@@ -109,7 +109,12 @@ def read_data():
     """The three splits of the data flags (data_utils.read_data)."""
     return data_utils.read_data(FLAGS.train_data_dir, FLAGS.val_data_dir, FLAGS.test_data_dir,
                                 FLAGS.channel, FLAGS.img_size, FLAGS.n_aug_img, FLAGS.skip_bad_images,
-                                FLAGS.batch_size)
+                                FLAGS.batch_size, train_with_valid())
+
+
+def train_with_valid():
+    """A retraining on train + valid (--train_with_valid): no validation pass."""
+    return getattr(FLAGS, "train_with_valid", False)
 
 
 def build_and_train(data, search, fixed_arc, cluster):
@@ -323,7 +328,7 @@ class Loop(object):
     def evaluate_all(self, step):
         print("Eval at {}".format(step))
         accuracies = {}
-        for split in ("valid", "test"):
+        for split in ("test",) if train_with_valid() else ("valid", "test"):
             accuracy = self.evaluate(split)
             print("{}_accuracy: {:<6.4f}".format(split, accuracy))
             self.summarize(step, {"eval/{}_acc".format(split): accuracy})

@@ -39,9 +39,9 @@ import search_space  # noqa: E402
 
 PRESETS = {
     "mnist": dict(img_size=32, channel=1, arc=search_space.MNIST_ARC, child_num_layers=6, child_out_filters=20,
-                  batch_size=128, child_cutout_size=None),
+                  batch_size=128, child_cutout_size=None, child_random_crop_pad=0, child_random_flip=False),
     "paper": dict(img_size=32, channel=3, arc=search_space.CIFAR10_ARC, child_num_layers=15, child_out_filters=36,
-                  batch_size=144, child_cutout_size=16),
+                  batch_size=144, child_cutout_size=16, child_random_crop_pad=4, child_random_flip=True),
 }
 # main_child_trainer.py's defaults that graph.build reads, beside the preset's
 FINAL_DEFAULTS = dict(

@@ -47,7 +47,7 @@ CLI = os.path.join(ROOT, "main_controller_child_trainer.py")
 SEARCH_DEFAULTS = dict(
     data_format="NHWC", batch_size=128, num_epochs=150, seed=None, num_threads=0,
     child_num_layers=6, child_num_cells=5, child_out_filters=20, child_lr_max=0.05,
-    child_lr_min=0.0005, child_lr_T_0=10, child_lr_T_mul=2, child_cutout_size=None,
+    child_lr_min=0.0005, child_lr_T_0=10, child_lr_T_mul=2, child_cutout_size=None, child_random_crop_pad=0, child_random_flip=False,
     child_grad_bound=5.0, child_clip_mode="global", child_keep_prob=0.9,
     child_drop_path_keep_prob=0.6, child_l2_reg=1e-4,
     child_use_aux_heads=True, controller_lr=0.0035, controller_l2_reg=0.0, controller_bl_dec=0.99,

@@ -629,6 +629,25 @@ def test_shared_tables_aligned_start_one_row_near_identity():
     assert abs(combine.std() / np.sqrt(2.0 / c) - 1) < 0.1
 
 
+def test_shared_tables_authors_start_with_std_sqrt_2_over_rows():
+    """shared_init "authors": the weights of each slot's rows have std sqrt(2 / rows of that
+    slot) (the authors' he_normal on their [cell + 2, k*k*C] tables), rows independent; BN
+    scale 1, offset 0; the combine's [B + 2, F * F] table std sqrt(2 / (B + 2))."""
+    rows, combine = _layer0_tables("authors")
+    c, first = 40, 0
+    for size in [n + 2 for n in range(5) for _ in range(2)]:  # each slot's block of rows
+        slot = rows[first:first + size]
+        first += size
+        for w_depth, w_point, scale, offset in _stacks(slot, c):
+            np.testing.assert_array_equal(scale, 1.0)
+            np.testing.assert_array_equal(offset, 0.0)
+            for w in (w_depth, w_point):
+                assert abs(w.std() / np.sqrt(2.0 / size) - 1) < 0.05, size
+        assert not np.allclose(slot[0], slot[1])
+    assert first == len(rows)
+    assert abs(combine.std() / np.sqrt(2.0 / 7) - 1) < 0.05
+
+
 # --------------------------------------------------------------------------- checkpoints
 def _build_for_checkpoint(data):
     images, labels = tf.data.make_one_shot_iterator(

@@ -139,7 +139,8 @@ def _flags(**over):
              child_drop_path_keep_prob=0.9, child_use_aux_heads=True, child_l2_reg=1e-4,
              child_grad_bound=5.0, child_clip_mode="global", child_lr_max=0.05, child_lr_min=0.0005, child_lr_T_0=10,
              child_lr_T_mul=2, num_epochs=1, data_format="NHWC", batch_size=16, seed=0,
-             child_cutout_size=None, num_threads=2, mixed_precision="none")
+             child_cutout_size=None, child_random_crop_pad=0, child_random_flip=False, num_threads=2,
+             mixed_precision="none")
     f.update(over)
     return types.SimpleNamespace(**f)
 
