@@ -93,8 +93,9 @@ def parse_args(argv=None):
 
 def make_flags(args, precision):
     flags = dict(FINAL_DEFAULTS, mixed_precision=precision)
-    for name in ("child_num_layers", "child_out_filters", "batch_size", "child_cutout_size"):
-        flags[name] = getattr(args, name)
+    for name in ("child_num_layers", "child_out_filters", "batch_size", "child_cutout_size",
+                 "child_random_crop_pad", "child_random_flip"):
+        flags[name] = getattr(args, name, PRESETS[args.preset].get(name))
     return types.SimpleNamespace(**flags)
 
 
