@@ -83,7 +83,8 @@ def make_data(root):
 
 def run_cases(cases, data_dirs, env=None, timeout_s=600):
     """Runs cases in worker processes; returns [(case, status, detail)]: status 0 for a case that
-    ran, else the dying worker's exit status (or "error" for a Python error in the case)."""
+    ran, else the dying worker's exit status (or "error" for a Python error in the case).
+    timeout_s is per case: a worker may take timeout_s times its number of cases."""
     results = []
     for mode in ("search", "final"):  # a worker defines one script's flags
         todo = [case for case in cases if case["mode"] == mode]
@@ -99,7 +100,7 @@ def _run_worker(mode, cases, data_dirs, env, timeout_s):
     payload = json.dumps({"mode": mode, "cases": cases,
                           "data": {str(k): v for k, v in data_dirs.items()}})
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker"], input=payload,
-                          capture_output=True, text=True, env=env, timeout=timeout_s, cwd=ROOT)
+                          capture_output=True, text=True, env=env, timeout=timeout_s * len(cases), cwd=ROOT)
     results, started = [], None
     for line in proc.stdout.splitlines():
         kind, _, rest = line.partition(" ")
