@@ -85,7 +85,7 @@ def parse_args(argv=None):
     p.add_argument("--memory_steps", type=int, default=20, help="steps of the memory run's epoch")
     args = p.parse_args(argv)
     for name, value in PRESETS[args.preset].items():
-        if getattr(args, name) is None:
+        if getattr(args, name, None) is None:  # not a flag, or not given
             setattr(args, name, value)
     args.precisions = args.precisions.split(",")
     return args
@@ -95,7 +95,7 @@ def make_flags(args, precision):
     flags = dict(FINAL_DEFAULTS, mixed_precision=precision)
     for name in ("child_num_layers", "child_out_filters", "batch_size", "child_cutout_size",
                  "child_random_crop_pad", "child_random_flip"):
-        flags[name] = getattr(args, name, PRESETS[args.preset].get(name))
+        flags[name] = getattr(args, name)
     return types.SimpleNamespace(**flags)
 
 
