@@ -5,6 +5,7 @@
   restore(sess, saver, prefix, output_dir)   UserError naming the damaged file, or the model
                                          mismatch, instead of TensorFlow's traceback
   save(sess, saver, output_dir, step)    errors.WriteFailed (exit 1) if it cannot be written
+  step_of(prefix) -> int                 the global step a checkpoint holds (0 for None)
 
 A run that cannot resume stops and says what to do; nothing here deletes a file (the Saver drops
 the previous checkpoint only once the next one is whole). `checkpoint` names the latest one by a
@@ -59,6 +60,11 @@ def latest(output_dir):
         raise UserError("--output_dir {}: {} names {}, but {}.index is missing; {}".format(
             output_dir, state_path, os.path.basename(prefix), prefix, START_OVER.format(output_dir)))
     return prefix
+
+
+def step_of(prefix):
+    """The global step of checkpoint `prefix` (model.ckpt-<step>, as save() names it); 0 for None."""
+    return 0 if prefix is None else int(re.search(r"-(\d+)$", prefix).group(1))
 
 
 def _damaged_file(prefix):

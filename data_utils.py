@@ -13,10 +13,10 @@ API
   random_crop_flip(images, pad, flip, rng) -> the authors' pad-and-crop and left-right flip
   apply_cutout(images, size, rng) -> zeroes one size x size square per image (in place)
   num_train_batches(num_train, n_aug_img, batch_size) -> batches per training epoch
-  train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False)
-                                  shuffled, augmented, endless
+  train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False,
+                start_batch=0)    shuffled, augmented, endless
   eval_dataset(data, split, batch_size=100, mixed=False)        one pass over a split
-  reward_dataset(data, batch_size, seed=None)                    shuffled valid batches, endless
+  reward_dataset(data, batch_size, seed, key)                    the valid batch of a key
 Datasets yield (images float32 [B,H,W,C] normalised, labels int32 [B]).
 """
 import math
@@ -309,8 +309,9 @@ def _batch_fn(data, split, seed, augment, cutout_size, crop_pad=0, flip=False):
     return fn
 
 
-def _to_batches(index_ds, data, fn, batch_dim=None):
-    """Zip index batches with a batch counter and map them through the numpy function fn."""
+def _to_batches(index_ds, data, fn, batch_dim=None, first_batch_no=0):
+    """Zip index batches with a batch counter (from first_batch_no) and map them through the
+    numpy function fn."""
     s, c = data["img_size"], data["channel"]
 
     def py_map(indices, batch_no):
@@ -318,13 +319,15 @@ def _to_batches(index_ds, data, fn, batch_dim=None):
         x.set_shape([batch_dim, s, s, c])
         y.set_shape([batch_dim])
         return x, y
-    ds = tf.data.Dataset.zip((index_ds, tf.data.Dataset.range(1 << 62)))
+    ds = tf.data.Dataset.zip((index_ds, tf.data.Dataset.range(first_batch_no, 1 << 62)))
     ds = ds.map(py_map, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False):
-    """Endless training batches: (float32 [B,H,W,C] normalised, int32 [B]).
+def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False,
+                  start_batch=0):
+    """Endless training batches: (float32 [B,H,W,C] normalised, int32 [B]), from batch number
+    start_batch on (a resumed run: with a seed, the batches the run never stopped would read).
 
     Each epoch shuffles range(N * n_aug_img) afresh (num_train_batches batches, the last may be
     smaller); index i is image i % N, OpenCV-augmented when i >= N; then, on every image, the
@@ -335,8 +338,9 @@ def train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), c
     shard_index, num_shards = shard
     idx = tf.data.Dataset.range(shard_index, m, num_shards)
     idx = idx.shuffle(len(range(shard_index, m, num_shards)), seed=seed, reshuffle_each_iteration=True)
-    idx = idx.batch(batch_size).repeat()
-    return _to_batches(idx, data, _batch_fn(data, "train", seed, True, cutout_size, crop_pad, flip))
+    idx = idx.batch(batch_size).repeat().skip(start_batch)  # indices only: cheap to replay
+    return _to_batches(idx, data, _batch_fn(data, "train", seed, True, cutout_size, crop_pad, flip),
+                       first_batch_no=start_batch)
 
 
 def eval_dataset(data, split, batch_size=100, mixed=False):
@@ -354,10 +358,22 @@ def eval_dataset(data, split, batch_size=100, mixed=False):
     return _to_batches(idx.batch(batch_size), data, _batch_fn(data, split, 0, False, None))
 
 
-def reward_dataset(data, batch_size, seed=None):
-    """Endless shuffled valid batches of min(batch_size, N_valid) images, no augmentation."""
+def reward_dataset(data, batch_size, seed, key):
+    """One batch of min(batch_size, N_valid) distinct valid images, no augmentation, drawn from
+    (seed, key): key an int64 [2] tensor (graph.sample_key_of), so that the same key gives the
+    same batch in any run. Made anew by its iterator's initializer for each key."""
     n = len(data["labels"]["valid"])
     b = min(batch_size, n)
-    idx = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    idx = idx.batch(b, drop_remainder=True).repeat()
-    return _to_batches(idx, data, _batch_fn(data, "valid", seed, False, None), batch_dim=b)
+    pick = _batch_fn(data, "valid", 0, False, None)
+
+    def fn(key):
+        indices = np.random.default_rng([int(seed) % (1 << 63), *map(int, key)]).choice(n, b, replace=False)
+        return pick(indices, 0)
+    s, c = data["img_size"], data["channel"]
+
+    def make(key):
+        x, y = tf.numpy_function(fn, [key], [tf.float32, tf.int32])
+        x.set_shape([b, s, s, c])
+        y.set_shape([b])
+        return x, y
+    return tf.data.Dataset.from_tensors(key).map(make)

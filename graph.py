@@ -1,10 +1,11 @@
 """Builds the whole TensorFlow graph of a run: input pipelines, child, controller, eval, saver.
 
-build(flags, data, fixed_arc, sync=None) -> Graph (its docstring lists what it holds).
+build(flags, data, fixed_arc, sync=None, start_step=0) -> Graph (its docstring lists what it holds).
 session_config(flags, search) -> the session's ConfigProto.
 """
 import utils  # noqa: F401  (first: TensorFlow's quiet import and its CPU allocator)
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
@@ -13,6 +14,13 @@ from micro_child import MicroChild
 from micro_controller import MicroController, UniformSampler
 
 EVAL_BATCH_SIZE = 100
+# sample_key kinds: what a draw is for (its index says which one)
+CONTROLLER_KIND, EPOCH_SAMPLE_KIND, EVAL_KIND, FINAL_KIND, UNFED_KIND = 1, 2, 3, 4, 15
+
+
+def sample_key_of(kind, index):
+    """The sample_key [kind, index] of a draw (int64 values)."""
+    return np.array([kind, index], np.int64)
 
 
 class Graph(object):
@@ -26,10 +34,14 @@ class Graph(object):
       sampler        where the search's cells come from: the controller, or with random_search
                      a UniformSampler (the controller is then built but never trained)
       sampled_valid_acc   float32 []: the sampler's cell's accuracy on one reward batch
+      sample_key     int64 [2] placeholder (search): (kind, index), the key of the cell the
+                     sampler draws in a run and of the run's reward batch (sample_key_of); every
+                     draw the loop makes feeds its own key, so that a resumed run draws what
+                     the run never stopped drew; unfed, a random key
       eval_init      {"valid", "test": op}: restart that split's eval pass (every example once)
-      feed(sess, source)  the feed_dict that points the eval graph at "valid", "test" or
-                     "reward" (endless shuffled valid batches of reward_batch_size, the
-                     controller's own input; search only)
+      feed(sess, source, key=None)  the feed_dict that points the eval graph at "valid",
+                     "test" or "reward" (a batch of reward_batch_size valid images drawn
+                     from key, the controller's own input; search only)
       eval_correct, eval_count   int32 []: correct predictions and examples in one eval batch
       eval_images, eval_predictions   the eval batch [N, H, W, C] and its class ids int32 [N]
       eval_arc       (normal, reduce) int32 [4B] the eval graph uses; feed them to score a given
@@ -44,17 +56,27 @@ class Graph(object):
                  "eval_count", "eval_images", "eval_predictions", "eval_arc", "global_step", "saver",
                  "init_op", "num_params", "num_train_batches", "reward_batch_size", "cell_seed",
                  "train_cell_step", "epochs_done", "_epochs_done_value", "_set_epochs_done", "_eval_source",
-                 "_handles", "_handle_values")
+                 "_handles", "_handle_values", "sample_key", "_reward_key")
 
     def __init__(self):
         for name in self.__slots__:
             setattr(self, name, None)
 
-    def feed(self, sess, source):
-        """{eval source placeholder: the string handle of source's iterator in sess}."""
+    def feed(self, sess, source, key=None):
+        """{eval source placeholder: the string handle of source's iterator in sess}.
+
+        source "reward": also makes the reward batch of key (sample_key_of(...); None draws
+        one) and feeds key as sample_key, so the cell sampled in the run goes with it.
+        """
         if self._handle_values is None or self._handle_values[0] is not sess:
             self._handle_values = (sess, sess.run(self._handles))
-        return {self._eval_source: self._handle_values[1][source]}
+        feed = {self._eval_source: self._handle_values[1][source]}
+        if source == "reward":
+            if key is None:
+                key = sample_key_of(UNFED_KIND, np.random.randint(1 << 40))
+            sess.run(self.eval_init["reward"], {self._reward_key: key})
+            feed[self.sample_key] = key
+        return feed
 
     def set_epochs_done(self, sess, epoch):
         sess.run(self._set_epochs_done, {self._epochs_done_value: epoch})
@@ -98,8 +120,9 @@ def _make_child(flags, data, fixed_arc, num_train_batches):
         loss_scaling=fixed_arc is not None and flags.mixed_precision == "mixed_float16")
 
 
-def _make_controller(flags):
+def _make_controller(flags, seed):
     return MicroController(
+        seed=seed,
         num_cells=flags.child_num_cells, tanh_constant=flags.controller_tanh_constant,
         op_tanh_reduce=flags.controller_op_tanh_reduce, temperature=flags.controller_temperature,
         lr=flags.controller_lr, l2_reg=flags.controller_l2_reg,
@@ -111,22 +134,22 @@ def _next(dataset):
     return tf.data.make_one_shot_iterator(dataset).get_next()
 
 
-def _build_eval(g, flags, child, data, arcs, search, task):
+def _build_eval(g, flags, child, data, arcs, search):
     """One inference graph for valid, test and (search) the reward batches.
 
     Each source has its own iterator, and g.feed picks one per run (a string handle), so the
-    child's forward graph is built once, and the reward stream goes on from where it was,
-    whatever eval ran in between. task: this worker's index on a cluster, or None (a cluster's
-    workers each draw their own reward batches).
+    child's forward graph is built once. A reward batch is a function of the run's sample_key
+    (data_utils.reward_dataset), as the cell the sampler draws in that run.
     """
     # search BN uses each batch's statistics: its eval batches must mix the classes
     iterators = {s: tf.data.make_initializable_iterator(
         data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)) for s in ("valid", "test")}
     if search:
-        seed = flags.seed + (task or 0) if flags.seed is not None else None
-        iterators["reward"] = tf.data.make_one_shot_iterator(
-            data_utils.reward_dataset(data, flags.batch_size, seed))
-    g.eval_init = {s: iterators[s].initializer for s in ("valid", "test")}
+        g._reward_key = tf.placeholder(tf.int64, [2], name="reward_key")
+        reward_seed = flags.seed if flags.seed is not None else int(np.random.randint(2 ** 31))
+        iterators["reward"] = tf.data.make_initializable_iterator(
+            data_utils.reward_dataset(data, flags.batch_size, reward_seed, g._reward_key))
+    g.eval_init = {s: iterators[s].initializer for s in iterators}
     g._handles = {s: it.string_handle() for s, it in iterators.items()}
     g._eval_source = tf.placeholder(tf.string, [], name="eval_source")
     iterator = tf.data.Iterator.from_string_handle(
@@ -152,19 +175,22 @@ def _cell_of_step(g, global_step, num_cells):
     return g.sampler.seeded_sample_arc(seed)
 
 
-def _build_sampler(g, flags, data, global_step, sync):
-    """A search's controller, sampler, eval arc and cell_seed; returns the (normal, reduce) arcs
-    the child trains on: a fresh sample per step in one process, the cell of the global step on
-    a cluster (_cell_of_step)."""
-    g.controller = _make_controller(flags)
-    g.sampler = UniformSampler(flags.child_num_cells) if flags.random_search else g.controller
-    arcs = g.sampler.sample_arc
-    g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
-    g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
+def _build_sampler(g, flags, data, global_step):
+    """A search's controller, sampler, eval arc, cell_seed and sample_key; returns the (normal,
+    reduce) arcs the child trains on: the cell of the global step (_cell_of_step), in one
+    process as on a cluster, so that a resumed run trains the cells of the run never stopped."""
     g.cell_seed = tf.get_variable(  # in every search, so that either kind of run can resume the other
         "cell_seed", [], tf.int64, trainable=False,
         initializer=lambda *_, **__: tf.random.uniform([], 0, 2 ** 31 - 1, tf.int64))
-    return _cell_of_step(g, global_step, flags.child_num_cells) if sync else arcs
+    unfed = tf.stack([tf.constant(UNFED_KIND, tf.int64), tf.random.uniform([], 0, 1 << 40, tf.int64)])
+    g.sample_key = tf.placeholder_with_default(unfed, [2], name="sample_key")
+    seed = tf.stack([g.cell_seed.read_value() * 16 + g.sample_key[0], g.sample_key[1] * 64])
+    g.controller = _make_controller(flags, seed)
+    g.sampler = UniformSampler(flags.child_num_cells, seed=seed) if flags.random_search else g.controller
+    arcs = g.sampler.sample_arc
+    g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
+    g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
+    return _cell_of_step(g, global_step, flags.child_num_cells)
 
 
 def _build_epochs_done(g):
@@ -173,7 +199,7 @@ def _build_epochs_done(g):
     g._set_epochs_done = g.epochs_done.assign(g._epochs_done_value)
 
 
-def build(flags, data, fixed_arc, sync=None):
+def build(flags, data, fixed_arc, sync=None, start_step=0):
     """Builds everything (Graph lists it). fixed_arc: (normal, reduce) lists for a retraining,
     None for a search.
 
@@ -182,6 +208,8 @@ def build(flags, data, fixed_arc, sync=None):
     sync.cluster.num_aggregate batches, so an epoch has that many times fewer steps. A search's
     workers then all train the cell of the global step, and its controller trainer only
     accumulates (the chief applies, cluster.controller_phase).
+    start_step: the global step a resumed run restores; the training batches go on from the
+    batch that step would have read (one process; a cluster's shards start afresh).
     """
     g, search = Graph(), fixed_arc is None
     c = sync.cluster if sync else None
@@ -191,20 +219,21 @@ def build(flags, data, fixed_arc, sync=None):
     images, labels = _next(data_utils.train_dataset(
         data, flags.batch_size, flags.seed, flags.child_cutout_size,
         shard=(c.task_index, c.num_workers) if c else (0, 1),
-        crop_pad=flags.child_random_crop_pad, flip=flags.child_random_flip))
+        crop_pad=flags.child_random_crop_pad, flip=flags.child_random_flip,
+        start_batch=0 if c else start_step))
     if search:
-        train_arcs = _build_sampler(g, flags, data, child.global_step, sync)
+        train_arcs = _build_sampler(g, flags, data, child.global_step)
     else:
         train_arcs = g.eval_arc = (None, None)
     g.train = child.build_train(images, labels, *train_arcs, wrap_optimizer=sync.wrap if sync else None)
-    if search and sync:
+    if search:
         g.train.update(cell_step=g.train_cell_step, normal_arc=train_arcs[0], reduce_arc=train_arcs[1])
     if sync:
         g.train["train_op"] = sync.count_steps(g.train["train_op"])
     with tf.control_dependencies([g.train["train_op"]]):  # the global step after this update
         g.train["step"] = child.global_step.read_value()
     g.train["batch"] = tf.shape(labels)[0]
-    _build_eval(g, flags, child, data, g.eval_arc, search, c.task_index if c else None)
+    _build_eval(g, flags, child, data, g.eval_arc, search)
     if search:  # the reward: accuracy of the sampled arc on one reward batch (g.feed "reward")
         g.sampled_valid_acc = tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32)
         g.controller.build_trainer(g.sampled_valid_acc, apply_in_train_op=sync is None)

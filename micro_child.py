@@ -231,8 +231,8 @@ class MicroChild(object):
     def _head(self, x, is_training):
         """ReLU -> global average pool -> dropout (training only) -> linear to num_classes."""
         x = ops.global_avg_pool(tf.nn.relu(x), self.data_format)
-        if is_training and self.keep_prob < 1.0:
-            x = tf.nn.dropout(x, rate=1.0 - self.keep_prob)
+        if is_training and self.keep_prob < 1.0:  # seeded like drop path (_drop_path_seed)
+            x = tf.nn.experimental.stateless_dropout(x, 1.0 - self.keep_prob, self._drop_path_seed())
         return ops.fully_connected(x, self.num_classes)
 
     # ------------------------------------------------------------------------- fixed-arc cell
@@ -294,7 +294,8 @@ class MicroChild(object):
         return 1.0 - step_ratio * (1.0 - keep_layer)
 
     def _drop_path_seed(self):
-        """int64 [2]: (the run's seed, this drop path op's number), and the step being trained."""
+        """int64 [2]: (the run's seed, this drop path or dropout op's number), and the step being
+        trained: the masks of a step are the same in a resumed run."""
         self._num_drop_paths += 1
         op_seed = self.seed * 1000 + self._num_drop_paths
         return tf.stack([tf.constant(op_seed, tf.int64), tf.cast(self.global_step, tf.int64)])

@@ -12,10 +12,12 @@ API
   MicroController(num_branches=5, num_cells=5, lstm_size=64, lstm_num_layers=1,
                   tanh_constant=None, op_tanh_reduce=1.0, temperature=None,
                   lr=0.0035, l2_reg=0.0, entropy_weight=None, bl_dec=0.99,
-                  num_aggregate=10, name="controller")
+                  num_aggregate=10, seed=None, name="controller")
     .sample_arc          (normal_arc, reduce_arc), two int32 [4*num_cells]
                          tensors; position 4(l-2)+2i is index_i of node l,
-                         4(l-2)+2i+1 is op_i
+                         4(l-2)+2i+1 is op_i; drawn from TensorFlow's random
+                         stream, or statelessly from `seed` (int64 [2]
+                         tensor, e.g. fed per run) when given
     .sample_entropy      float32 scalar, sum of the entropies of all decisions
     .sample_log_prob     float32 scalar, sum of -log pi of all decisions
     .sample_logits       (normal, reduce), two float32 [4*num_cells, W] tensors:
@@ -93,7 +95,7 @@ class MicroController(object):
     def __init__(self, num_branches=search_space.NUM_OPS, num_cells=5, lstm_size=64,
                  lstm_num_layers=1, tanh_constant=None, op_tanh_reduce=1.0,
                  temperature=None, lr=0.0035, l2_reg=0.0, entropy_weight=None,
-                 bl_dec=0.99, num_aggregate=10, name="controller"):
+                 bl_dec=0.99, num_aggregate=10, seed=None, name="controller"):
         self.num_branches = num_branches
         self.num_cells = num_cells
         self.lstm_size = lstm_size
@@ -109,7 +111,7 @@ class MicroController(object):
         self.name = name
         self.logits_width = max(num_cells + 1, num_branches)
         self._create_params()
-        self._set_sample()
+        self._set_sample(seed)
 
     def seeded_sample_arc(self, seed):
         """(normal_arc, reduce_arc) int32 [4B] drawn from the same controller
@@ -164,9 +166,9 @@ class MicroController(object):
                                          use_bias=False, seed=reduce_seed)
         return normal, reduce
 
-    def _set_sample(self):
-        """The stateful sampler of the API (sample_arc, sample_entropy, ...)."""
-        normal, reduce = self._build_both_samplers()
+    def _set_sample(self, seed):
+        """The sampler of the API (sample_arc, sample_entropy, ...); seed: None or int64 [2]."""
+        normal, reduce = self._build_both_samplers(seed)
         self.sample_arc = (normal["arc"], reduce["arc"])
         self.sample_entropy = normal["entropy"] + reduce["entropy"]
         self.sample_log_prob = normal["log_prob"] + reduce["log_prob"]
@@ -312,7 +314,8 @@ class MicroController(object):
         (apply_in_train_op), else leaves that to apply_op.
 
         Sets grads, grad_norm, accum_count, optimizer, train_step, train_op,
-        reset_op (drops a partial update) and (not apply_in_train_op) apply_op.
+        baseline_applied, reset_op (drops a partial update: its gradients and its
+        moves of the baseline) and (not apply_in_train_op) apply_op.
         """
         grads = tf.gradients(self.loss, tf_variables)
         # Dense: w_emb's gradient is IndexedSlices (embedding_lookup).
@@ -331,8 +334,13 @@ class MicroController(object):
             "train_step", [], tf.int64, initializer=zeros, trainable=False)
         self.optimizer = tf.train.AdamOptimizer(
             self.lr, beta1=0.0, beta2=0.999, epsilon=1e-3, use_locking=True)
-        self.reset_op = tf.variables_initializer(
-            self.accumulators + [self.accum_count], name="reset_accumulators")
+        # the baseline as the last applied update left it: a dropped partial update's samples
+        # moved the baseline too, and reset_op takes that back
+        self.baseline_applied = tf.get_variable(
+            "baseline_applied", [], tf.float32, initializer=zeros, trainable=False)
+        self.reset_op = tf.group(
+            tf.variables_initializer(self.accumulators + [self.accum_count]),
+            self.baseline_var.assign(self.baseline_applied), name="reset_accumulators")
         adds = [a.assign_add(g) for a, g in zip(self.accumulators, self.grads)]
         with tf.control_dependencies(adds):
             count = self.accum_count.assign_add(1)
@@ -361,6 +369,7 @@ class MicroController(object):
         with tf.control_dependencies([step]):
             resets = [a.assign(tf.zeros_like(a)) for a in self.accumulators]
             resets.append(self.accum_count.assign(0))
+            resets.append(self.baseline_applied.assign(self.baseline_var.read_value()))
         with tf.control_dependencies(resets):
             counted = self.train_step.assign_add(1)
         with tf.control_dependencies([counted]):
@@ -400,14 +409,14 @@ class UniformSampler(object):
     The same interface as MicroController's sampler, without parameters:
     .sample_arc       (normal_arc, reduce_arc), two int32 [4*num_cells] tensors, drawn afresh
                       at every run (node n: each index uniform in 0..n-1, each op in
-                      0..num_branches-1)
+                      0..num_branches-1), statelessly from seed (int64 [2]) when given
     .sample_entropy   float32 scalar, uniform_entropy(num_cells, num_branches)
     .seeded_sample_arc(seed)   the same draw, stateless from seed int64 [2]
     """
 
-    def __init__(self, num_cells, num_branches=search_space.NUM_OPS, name="uniform_sampler"):
+    def __init__(self, num_cells, num_branches=search_space.NUM_OPS, seed=None, name="uniform_sampler"):
         self.num_cells, self.num_branches, self.name = num_cells, num_branches, name
-        self.sample_arc = self.seeded_sample_arc(None)
+        self.sample_arc = self.seeded_sample_arc(seed)
         self.sample_entropy = tf.constant(uniform_entropy(num_cells, num_branches), tf.float32)
 
     def seeded_sample_arc(self, seed):

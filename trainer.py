@@ -123,8 +123,9 @@ def build_and_train(data, search, fixed_arc, cluster):
     if FLAGS.seed is not None:  # each worker its own random stream (dropout, controller samples)
         tf.set_random_seed(FLAGS.seed + (cluster.task_index if cluster else 0))
     sync = cluster_lib.SyncTraining(cluster) if cluster else None
+    start_step = checkpoints.step_of(checkpoints.latest(FLAGS.output_dir)) if cluster is None else 0
     with cluster.device_scope() if cluster else contextlib.nullcontext():
-        g = graph_lib.build(FLAGS, data, fixed_arc, sync)
+        g = graph_lib.build(FLAGS, data, fixed_arc, sync, start_step)
     sess = open_session(g, sync)
     if cluster is None or cluster.is_chief:
         Loop(sess, g, data, search, sync).train()
@@ -350,14 +351,18 @@ class Loop(object):
     def evaluate(self, split, feed=None):
         """Accuracy on the whole split; every example seen exactly once.
 
-        Runs exactly ceil(N / batch) batches instead of running until OutOfRangeError: in a search
-        that failing run would still sample an arc and shift the seeded random stream.
+        Runs exactly ceil(N / batch) batches instead of running until OutOfRangeError. In a search
+        each batch samples a cell unless feed holds one: batch i of the eval at the current
+        epoch gets its own sample_key.
         """
         self.sess.run(self.g.eval_init[split])
         feed = {**self.g.feed(self.sess, split), **(feed or {})}
         n = len(self.data["labels"][split])
-        correct = 0
-        for _ in range(int(math.ceil(n / float(graph_lib.EVAL_BATCH_SIZE)))):
+        correct, epoch = 0, self.global_step() // self.num_train_batches
+        for i in range(int(math.ceil(n / float(graph_lib.EVAL_BATCH_SIZE)))):
+            if self.search:
+                index = (epoch * 2 + ("valid", "test").index(split)) * (1 << 20) + i
+                feed[self.g.sample_key] = graph_lib.sample_key_of(graph_lib.EVAL_KIND, index)
             correct += self.sess.run(self.g.eval_correct, feed_dict=feed)
         return correct / float(max(n, 1))
 
@@ -367,8 +372,10 @@ class Loop(object):
         controller_num_aggregate samples: in one process that many runs of train_op per update;
         on a cluster this chief's share (cluster.controller_phase)."""
         c, end = self.g.controller, controller_updates_by(epoch)
-        updates = max(end - int(self.sess.run(c.train_step)), 0)
-        started, runs = time.time(), iter(range(updates * FLAGS.controller_num_aggregate))
+        done = int(self.sess.run(c.train_step))
+        updates = max(end - done, 0)
+        started = time.time()
+        runs = iter(range(done * FLAGS.controller_num_aggregate, end * FLAGS.controller_num_aggregate))
         if self.sync:
             cluster_lib.controller_phase(self.sess, c, self.sync, end,
                                          lambda: self.controller_sample(next(runs)))
@@ -380,12 +387,15 @@ class Loop(object):
             updates, seconds, seconds / max(updates, 1)))
 
     def controller_sample(self, run_id):
-        """One run of the controller's train_op (one sampled cell); logs every log_every runs."""
+        """One run of the controller's train_op (one sampled cell): run_id counts the controller's
+        samples over the whole run (update u's k-th sample is u * controller_num_aggregate + k),
+        the key of its cell and reward batch. Logs every log_every runs."""
         c = self.g.controller
         fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
                    c.train_op]
+        key = graph_lib.sample_key_of(graph_lib.CONTROLLER_KIND, run_id)
         loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(
-            fetches, self.g.feed(self.sess, "reward"))
+            fetches, self.g.feed(self.sess, "reward", key))
         self.controller_state = {"baseline": baseline, "entropy": entropy}
         if not math.isfinite(loss):
             raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
@@ -406,10 +416,11 @@ class Loop(object):
         recorded in place of the untrained controller's."""
         print("Here are {} architectures".format(num))
         rows = []
-        for _ in range(num):
+        for k in range(num):
+            key = graph_lib.sample_key_of(graph_lib.EPOCH_SAMPLE_KIND, epoch * (1 << 20) + k)
             (normal_arc, reduce_arc), valid_acc, entropy = self.sess.run(
                 [self.g.sampler.sample_arc, self.g.sampled_valid_acc, self.g.sampler.sample_entropy],
-                self.g.feed(self.sess, "reward"))
+                self.g.feed(self.sess, "reward", key))
             arc = search_space.arc_to_string(normal_arc, reduce_arc)
             print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
             rows.append((epoch, "sample", arc, valid_acc, self.g.reward_batch_size))
@@ -441,8 +452,9 @@ class Loop(object):
         print("Scoring {} sampled cells on the whole valid set".format(FLAGS.controller_num_final_arcs))
         rows, epoch = [], FLAGS.num_epochs
         n_valid = len(self.data["labels"]["valid"])
-        for _ in range(FLAGS.controller_num_final_arcs):
-            normal_arc, reduce_arc = self.sess.run(self.g.sampler.sample_arc)
+        for k in range(FLAGS.controller_num_final_arcs):
+            normal_arc, reduce_arc = self.sess.run(self.g.sampler.sample_arc, {
+                self.g.sample_key: graph_lib.sample_key_of(graph_lib.FINAL_KIND, k)})
             feed = {self.g.eval_arc[0]: normal_arc, self.g.eval_arc[1]: reduce_arc}
             acc = self.evaluate("valid", feed)
             rows.append((epoch, "final", search_space.arc_to_string(normal_arc, reduce_arc), acc, n_valid))

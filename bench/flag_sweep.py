@@ -9,7 +9,7 @@ names its flags instead of a dead run.
 
 The space a user can reach: child_out_filters even 2..48, child_num_cells 2..7,
 child_num_layers 0..6, img_size multiples of 4 from 8 to 40, channel 1 and 3, batch sizes that
-do and do not divide the training set, both child_shared_init values, both data formats.
+do and do not divide the training set, every child_shared_init value, both data formats.
 A case parses its flags with the scripts' own parser (enas_flags), builds graph.build's graph,
 runs one epoch of child steps (the partial last batch included), one valid pass and, in a
 search, two controller updates on reward batches.
@@ -37,7 +37,7 @@ PER_CLASS = (5, 3, 2)  # train, valid, test images per class: 15 training images
 BATCH_SIZES = (4, 5, 7, 15)  # 15 % b: 3, 0, 1, 0 (a partial last batch or none)
 SPACE = dict(child_out_filters=list(range(2, 49, 2)), child_num_cells=list(range(2, 8)),
              child_num_layers=list(range(0, 7)), img_size=list(range(8, 41, 4)), channel=[1, 3],
-             batch_size=list(BATCH_SIZES), child_shared_init=["aligned", "he"],
+             batch_size=list(BATCH_SIZES), child_shared_init=["aligned", "he", "authors"],
              data_format=["NHWC", "NCHW"])
 
 

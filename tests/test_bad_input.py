@@ -292,6 +292,11 @@ BAD_ARC_TEXT = {
     "whitespace_only": "   ",
     "reduce_cell_forward_index": "0 0 1 2 1 4 2 3 1 0 0 3 3 4 1 2",
     "a_folder_name": ROOT,
+    "wrong_length": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1",
+    "forward_index": "2 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2",
+    "op_7": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 7",
+    "non_integer": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 x",
+    "superscript_digit": "0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 \u00b9",  # isdigit() but not int()
 }
 
 
@@ -300,6 +305,12 @@ def test_malformed_fixed_arc(case, runner, data, tmp_path):  # noqa: F811
     _, dirs = data
     _refused(runner, dirs, [], tmp_path, "--child_fixed_arc",
              base=_with(FINAL, {"--child_fixed_arc": BAD_ARC_TEXT[case]}))
+
+
+def test_fixed_arc_missing(runner, data, tmp_path):  # noqa: F811
+    _, dirs = data
+    base = FINAL[:FINAL.index("--child_fixed_arc")] + FINAL[FINAL.index("--child_fixed_arc") + 2:]
+    _refused(runner, dirs, [], tmp_path, "--child_fixed_arc", base=base)
 
 
 def test_fixed_arc_empty_string(runner, data, tmp_path):  # noqa: F811

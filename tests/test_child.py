@@ -11,6 +11,7 @@ import pytest
 
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import data_utils
 import graph as graph_lib
 import ops
@@ -201,6 +202,54 @@ def test_drop_path_zeroes_or_rescales_whole_examples():
                                rtol=1e-6)
     np.testing.assert_array_equal(again, y)
     assert np.any((other_step != 0) != (y != 0))
+
+
+def test_drop_path_keep_prob_schedule():
+    """The keep probability of a cell's drop path falls linearly with the training step, from
+    about 1 at the first step to its cell's own value at the last and after: 1 - (layer + 1) /
+    (num_layers + 2) * (1 - drop_path_keep_prob), so the last cell ends at drop_path_keep_prob."""
+    with _graph().as_default():
+        child = _fixed_child(10, num_layers=1, num_epochs=2, drop_path_keep_prob=0.6)  # 20 steps
+        keep = [child._drop_path_keep_prob(layer) for layer in range(3)]
+        with _session() as sess:
+            sess.run(tf.global_variables_initializer())
+            by_step = {}
+            for step in (0, 9, 19, 40):
+                sess.run(child.global_step.assign(step))
+                by_step[step] = sess.run(keep)
+    final = [1 - 0.4 / 3, 1 - 0.8 / 3, 0.6]
+    np.testing.assert_allclose(by_step[19], final, rtol=1e-6)
+    np.testing.assert_allclose(by_step[40], final, rtol=1e-6)  # held after the last step
+    np.testing.assert_allclose(by_step[9], [1 - 0.5 * (1 - f) for f in final], rtol=1e-6)
+    np.testing.assert_allclose(by_step[0], [1 - 0.05 * (1 - f) for f in final], rtol=1e-6)
+
+
+def test_batch_norm_moving_statistics_follow_training_and_serve_evaluation():
+    """BN_TRAIN normalises with the batch's statistics and moves the moving averages 10 % toward
+    them per run (the variance with Bessel's correction, as TensorFlow's fused kernel gives it);
+    BN_MOVING normalises with the moving averages, so an example's output does not depend on the
+    rest of its batch."""
+    x_np = np.random.RandomState(0).normal(2.0, 3.0, [8, 4, 4, 3]).astype(np.float32)
+    with _graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 4, 4, 3])
+        with tf.variable_scope("cell"):
+            trained = ops.batch_norm(x, ops.BN_TRAIN, "NHWC")
+        with tf.variable_scope("cell", reuse=True):
+            evaluated = ops.batch_norm(x, ops.BN_MOVING, "NHWC")
+            mean, var = tf.get_variable("bn/moving_mean"), tf.get_variable("bn/moving_variance")
+        with _session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(2):
+                out = sess.run(trained, {x: x_np})
+            moving = sess.run([mean, var])
+            whole, first = (sess.run(evaluated, {x: batch}) for batch in (x_np, x_np[:1]))
+    batch_mean, batch_var = x_np.mean((0, 1, 2)), x_np.var((0, 1, 2))
+    np.testing.assert_allclose(out, (x_np - batch_mean) / np.sqrt(batch_var + 1e-5), atol=1e-4)
+    unbiased = x_np.var((0, 1, 2), ddof=1)
+    np.testing.assert_allclose(moving[0], 0.19 * batch_mean, rtol=1e-5)          # 0.1 + 0.9 * 0.1
+    np.testing.assert_allclose(moving[1], 0.81 + 0.19 * unbiased, rtol=1e-5)
+    np.testing.assert_allclose(whole, (x_np - moving[0]) / np.sqrt(moving[1] + 1e-5), atol=1e-4)
+    np.testing.assert_allclose(first, whole[:1], atol=1e-6)
 
 
 def test_recomputed_same_gradients_without_keeping_activations():
@@ -649,51 +698,63 @@ def test_shared_tables_authors_start_with_std_sqrt_2_over_rows():
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _build_for_checkpoint(data):
-    images, labels = tf.data.make_one_shot_iterator(
-        data_utils.train_dataset(data, 16, seed=0)).get_next()
-    child = _fixed_child(3)
+def _build_for_checkpoint(data, start_batch):
+    """A seeded fixed child with dropout, drop path and cutout, training from batch start_batch."""
+    images, labels = tf.data.make_one_shot_iterator(data_utils.train_dataset(
+        data, 16, seed=0, cutout_size=4, start_batch=start_batch)).get_next()
+    child = _fixed_child(6, keep_prob=0.8, drop_path_keep_prob=0.6, seed=0)
     t = child.build_train(images, labels)
-    return child, t, tf.train.Saver()
+    return child, t, tf.train.Saver(max_to_keep=1, save_relative_paths=True)
 
 
-def test_checkpoint_restore_gives_same_step_and_weights(tmp_path, make_png_dataset):
-    data = _small_data(tmp_path, make_png_dataset, size=8)
+def _values():
+    return {v.op.name: v.eval() for v in tf.global_variables()}
+
+
+def test_checkpoint_restores_the_weights_and_resumes_the_same_steps(tmp_path, make_png_dataset):
+    """checkpoints.save / latest / restore: a graph built afresh restores every variable,
+    optimizer slots included, and its next steps (dropout, drop path, cutout and OpenCV
+    augmentation on, across an epoch's end) equal the ones the saved run took."""
+    dirs = make_png_dataset(tmp_path / "data", num_classes=3, per_class=(16, 4, 4), size=8, seed=1)
+    data = data_utils.read_data(*dirs, channel=1, img_size=8, n_aug_img=2)  # 96 images, 6 batches
     ckpt_dir = str(tmp_path / "ckpt")
     os.makedirs(ckpt_dir)
     with _graph().as_default():
         tf.set_random_seed(0)
-        child, t, saver = _build_for_checkpoint(data)
+        child, t, saver = _build_for_checkpoint(data, 0)
         with _session() as sess:
             sess.run(tf.global_variables_initializer())
-            initial = {v.op.name: sess.run(v) for v in tf.global_variables()}
+            initial = _values()
             for _ in range(3):
                 sess.run(t["train_op"])
-            saved = {v.op.name: sess.run(v) for v in tf.global_variables()}
-            saver.save(sess, os.path.join(ckpt_dir, "model.ckpt"), global_step=child.global_step)
+            checkpoints.save(sess, saver, ckpt_dir, 3)
+            saved = _values()
+            went_on = [sess.run([t["loss"], t["train_op"]])[0] for _ in range(4)]  # into epoch 2
+            after = _values()
     assert saved["global_step"] == 3
     assert any("Momentum" in n for n in saved)  # optimizer slots are saved too
     changed = [n for n in saved if n != "global_step" and not np.array_equal(saved[n], initial[n])]
     assert changed, "training did not change any variable"
 
+    prefix = checkpoints.latest(ckpt_dir)
+    assert checkpoints.step_of(prefix) == 3
     with _graph().as_default():
-        tf.set_random_seed(1)
-        child, t, saver = _build_for_checkpoint(data)
+        tf.set_random_seed(0)  # as a rerun of the same command: the shuffle's seed includes it
+        child, t, saver = _build_for_checkpoint(data, checkpoints.step_of(prefix))
         with _session() as sess:
             sess.run(tf.global_variables_initializer())
-            fresh = {v.op.name: sess.run(v) for v in tf.global_variables()}
-            latest = tf.train.latest_checkpoint(ckpt_dir)
-            assert latest.endswith("model.ckpt-3")
-            saver.restore(sess, latest)
-            restored = {v.op.name: sess.run(v) for v in tf.global_variables()}
-            sess.run(t["train_op"])
-            step_after = sess.run(child.global_step)
-    assert fresh["global_step"] == 0
+            fresh = _values()
+            checkpoints.restore(sess, saver, prefix, ckpt_dir)
+            restored = _values()
+            resumed = [sess.run([t["loss"], t["train_op"]])[0] for _ in range(4)]
+            resumed_after = _values()
+    assert any(not np.array_equal(fresh[n], saved[n]) for n in changed)
     assert set(restored) == set(saved)
     for n in saved:
         np.testing.assert_array_equal(restored[n], saved[n], err_msg=n)
-    assert any(not np.array_equal(fresh[n], saved[n]) for n in changed)
-    assert step_after == 4
+    assert resumed == went_on
+    for n in after:
+        np.testing.assert_array_equal(resumed_after[n], after[n], err_msg=n)
 
 
 STEP_RE = re.compile(r"ch_step = (\d+)")

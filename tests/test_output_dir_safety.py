@@ -6,6 +6,7 @@ a small tmpfs, so the disk really fills (ENOSPC), without root on the host.
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -63,10 +64,11 @@ def test_second_run_on_a_live_output_dir_stops_and_changes_nothing(runner, final
 def test_a_live_run_blocks_a_second_one_until_it_ends(runner, final_data, tmp_path):
     out = str(tmp_path / "out")
     args = data_flags(final_data) + FINAL_TINY + ["--num_epochs", "2", "--output_dir", out]
-    first = runner.start("final", args)
-    first.wait_for(r"^epoch = 0\s+ch_step = 1\s")
+    first = runner.start("final", args, stop_at=r"^epoch = \d+\s+ch_step = 1\s")
+    first.wait_stopped()  # holding the lock, mid-run
     second = runner.run("final", args)
     assert_one_line_error(second, [out, "process {}".format(first.pid)])
+    os.kill(first.pid, signal.SIGCONT)
     assert first.wait() == 0, first.stderr[-3000:]
     assert latest_step(out) == 2 * FINAL_BATCHES
     # an early time estimate after 3 steps, inside the first epoch

@@ -16,20 +16,26 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import records
 from test_cli import ARC16
 from helpers import assert_one_line_error, data_flags, user_stderr
+from stop_at.sitecustomize import is_stopped
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"final": "main_child_trainer.py", "search": "main_controller_child_trainer.py"}
 
 # --------------------------------------------------------------------------- the fork server
 SERVER_SOURCE = r'''
-import json, os, signal, sys, traceback
+import importlib.util, json, os, signal, sys, traceback
 sys.path.insert(0, os.getcwd())
 import trainer  # TensorFlow is imported once here, before any fork
+
+spec = importlib.util.spec_from_file_location("stop_at", os.path.join("tests", "stop_at", "sitecustomize.py"))
+stop_at = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(stop_at)
 
 finished = {}
 
@@ -46,6 +52,8 @@ def child(req):
         os.dup2(fd_err, 2)
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", closefd=False)
+        if req.get("stop_at"):
+            stop_at.install(req["stop_at"])
         sys.stderr = open(2, "w", closefd=False)
         sys.argv = [req["script"]] + req["args"]
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -118,6 +126,25 @@ class Run(object):
     def stderr(self):
         return _read(self.stderr_path)
 
+    def wait_stopped(self, timeout=240):
+        """Waits until the run has stopped itself at its stop_at line (ForkRunner.start)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if is_stopped(self.pid):
+                return
+            if self.poll() is not None:
+                pytest.fail("run ended (status {}) before its stop line:\n{}\n{}".format(
+                    self.returncode, self.stdout[-3000:], self.stderr[-3000:]))
+            time.sleep(0.01)
+        os.kill(self.pid, signal.SIGKILL)
+        self.wait()
+        pytest.fail("not stopped within {} s".format(timeout))
+
+    def interrupt(self, sig):
+        """Sends sig to a run stopped by wait_stopped, then lets it go on (to handle it)."""
+        os.kill(self.pid, sig)
+        os.kill(self.pid, signal.SIGCONT)
+
     def wait_for(self, pattern, timeout=240):
         """Waits until stdout has a line matching `pattern`; fails if the run ends first."""
         regex = re.compile(pattern, re.M)
@@ -152,11 +179,13 @@ class ForkRunner(object):
         assert line, "fork server died: " + _read(self.server_err.name)[-3000:]
         return json.loads(line)
 
-    def start(self, mode, args):
+    def start(self, mode, args, stop_at=None):
+        """Starts a run; with stop_at (a regex), the run stops itself (SIGSTOP) right after
+        printing the first line that matches it (Run.wait_stopped, Run.interrupt)."""
         self.count += 1
         base = os.path.join(self.log_dir, "run%03d" % self.count)
         pid = self.call(cmd="start", mode=mode, script=SCRIPTS[mode], args=[str(a) for a in args],
-                        stdout=base + ".out", stderr=base + ".err")["pid"]
+                        stdout=base + ".out", stderr=base + ".err", stop_at=stop_at)["pid"]
         run = Run(self, pid, base + ".out", base + ".err")
         self.runs.append(run)
         return run
@@ -256,13 +285,13 @@ def read_arcs(path):
 # and the first session runs, so the number of steps hardly matters.
 FINAL_TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2",
               "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1", "--seed", "0",
-              "--n_aug_img", "1", "--child_fixed_arc", ARC16]
+              "--n_aug_img", "2", "--child_cutout_size", "4", "--child_fixed_arc", ARC16]
 # Search: B = 1 node per cell halves the (slow) search graph build against B = 2.
 SEARCH_TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "1",
                "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1",
                "--controller_train_steps", "2", "--controller_num_aggregate", "1",
                "--controller_num_final_arcs", "2", "--controller_bl_dec", "0.5"]
-FINAL_BATCHES = 8    # 2 classes x 64 train images / batch 16: room between a kill and the next save
+FINAL_BATCHES = 16   # 2 classes x 64 train images x n_aug_img 2 / batch 16
 SEARCH_BATCHES = 10  # 2 classes x 80 train images / batch 16
 
 
@@ -311,17 +340,37 @@ def _copy(src, tmp_path):
 
 
 # ------------------------------------------------------------------------- kill and resume
-def test_search_sigkill_mid_epoch_then_resume(runner, search_data, tmp_path):
+RECORD_LINE = re.compile(r"^(epoch = \d+\s+ch_step = |ctrl_step = |\w+_accuracy: |val_acc = |"
+                         r"final candidate: |Best architecture: )")
+
+
+def record(stdout):
+    """The lines of a log that a seeded run must repeat exactly: training and controller steps
+    (without their clock), accuracies, sampled and final cells."""
+    return [re.sub(r"\s*mins = \S+", "", line) for line in stdout.splitlines()
+            if RECORD_LINE.match(line)]
+
+
+def interrupted_then_resumed(first, second, step):
+    """What an interrupted run printed up to its checkpoint at `step`, then what its resumed run
+    printed: the record of the run that was never interrupted, if resuming is exact."""
+    lines = record(first.stdout)
+    later = [i for i, line in enumerate(lines) if ch_steps(line) and ch_steps(line)[0] > step]
+    return lines[:later[0] if later else len(lines)] + record(second.stdout)
+
+
+def test_search_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run(runner, seeded_searches,
+                                                                       tmp_path):
+    reference, ref_outs, ref_args = seeded_searches
     out = str(tmp_path / "search")
-    args = data_flags(search_data) + SEARCH_TINY + ["--seed", "0", "--num_epochs", "2",
-                                                    "--output_dir", out]
-    first = runner.start("search", args)
-    first.wait_for(r"ch_step = {}\s".format(SEARCH_BATCHES + 1))  # epoch 2 has begun
-    os.kill(first.pid, signal.SIGKILL)
+    args = ref_args[0][:-1] + [out]
+    first = runner.start("search", args, stop_at=r"^epoch = \d+\s+ch_step = {}\s".format(SEARCH_BATCHES + 1))
+    first.wait_stopped()
+    first.interrupt(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
 
     step = latest_step(out)
-    assert step == SEARCH_BATCHES, "the kill should land in epoch 2, checkpoint at its start"
+    assert step == SEARCH_BATCHES, "the checkpoint at the end of epoch 1"
     assert ckpt_value(out, "epochs_done") == 1
     baseline = float(ckpt_value(out, "controller/baseline"))
     ctrl_steps = int(ckpt_value(out, "controller/train_step"))
@@ -343,42 +392,38 @@ def test_search_sigkill_mid_epoch_then_resume(runner, search_data, tmp_path):
     restored = 0.5 * baseline + 0.5 * reward               # --controller_bl_dec 0.5
     assert abs(float(m.group(4)) - restored) <= 0.006, (m.group(0), baseline)
 
-    rows = read_arcs(os.path.join(out, "arcs.tsv"))
-    samples = [r for r in rows if r[1] == "sample"]
-    finals = [r for r in rows if r[1] == "final"]
-    assert len(samples) + len(finals) == len(rows)
-    assert sorted(int(r[0]) for r in samples) == [1] * 10 + [2] * 10
-    assert "0 4 0 4 0 4 0 4\t0.1234" not in "\n".join("\t".join(r) for r in rows)
-    assert len(finals) == 2 and all(int(r[0]) == 2 for r in finals)
+    # and everything is what the run that was never killed printed and wrote
+    assert interrupted_then_resumed(first, second, step) == record(reference[0].stdout)
+    for name in ("arcs.tsv", "best_arc.txt"):
+        with open(os.path.join(out, name)) as f, open(os.path.join(ref_outs[0], name)) as g:
+            assert f.read() == g.read(), name
 
 
-def test_retrain_sigkill_mid_epoch_then_resume(runner, final_data, tmp_path):
+def test_retrain_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run(runner, final_run,
+                                                                        final_data, tmp_path):
     out = str(tmp_path / "final")
     args = data_flags(final_data) + FINAL_TINY + ["--num_epochs", "2", "--output_dir", out]
-    first = runner.start("final", args)
-    first.wait_for(r"ch_step = {}\s".format(FINAL_BATCHES + 1))
-    os.kill(first.pid, signal.SIGKILL)
+    first = runner.start("final", args, stop_at=r"^epoch = \d+\s+ch_step = {}\s".format(FINAL_BATCHES + 1))
+    first.wait_stopped()
+    first.interrupt(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
     step = latest_step(out)
     assert step == FINAL_BATCHES and ckpt_value(out, "epochs_done") == 1
 
-    second = runner.run("final", args)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert re.search(r"^Resumed from \S*model\.ckpt-{0} at step {0}$".format(step),
-                     second.stdout, re.M), second.stdout[:3000]
-    assert ch_steps(second.stdout) == list(range(step + 1, 2 * FINAL_BATCHES + 1))
+    second = resume_to_the_end(runner, "final", args, out, step, 2 * FINAL_BATCHES)
     assert len(re.findall(r"^Epoch \d+: Eval$", second.stdout, re.M)) == 1  # only epoch 2's
-    assert latest_step(out) == 2 * FINAL_BATCHES
     assert ckpt_value(out, "epochs_done") == 2
     assert not os.path.exists(os.path.join(out, "arcs.tsv"))
+    assert interrupted_then_resumed(first, second, step) == record(_read(os.path.join(final_run, "stdout")))
 
 
-def test_ctrl_c_saves_checkpoint_and_resumes(runner, final_data, tmp_path):
+def test_ctrl_c_saves_checkpoint_and_resumes_the_uninterrupted_run(runner, final_run, final_data,
+                                                                   tmp_path):
     out = str(tmp_path / "final")
     args = data_flags(final_data) + FINAL_TINY + ["--num_epochs", "2", "--output_dir", out]
-    first = runner.start("final", args)
-    first.wait_for(r"ch_step = {}\s".format(FINAL_BATCHES + 2))  # mid epoch 2
-    os.kill(first.pid, signal.SIGINT)
+    first = runner.start("final", args, stop_at=r"^epoch = \d+\s+ch_step = {}\s".format(FINAL_BATCHES + 3))
+    first.wait_stopped()
+    first.interrupt(signal.SIGINT)
     assert first.wait() == 130, (first.returncode, first.stderr[-3000:])
     assert "Traceback" not in first.stderr, first.stderr[-3000:]
     assert user_stderr(first.stderr) == []
@@ -387,11 +432,49 @@ def test_ctrl_c_saves_checkpoint_and_resumes(runner, final_data, tmp_path):
                  r"command to resume\.$", last)
     assert m and m.group(2) == out, last
     step = int(m.group(1))
-    assert FINAL_BATCHES + 2 <= step <= 2 * FINAL_BATCHES, step
+    assert FINAL_BATCHES + 3 <= step < 2 * FINAL_BATCHES, step  # mid epoch 2
     assert os.path.exists(os.path.join(out, "model.ckpt-%d.index" % step)), os.listdir(out)
     assert latest_step(out) == step
 
-    resume_to_the_end(runner, "final", args, out, step, 2 * FINAL_BATCHES)
+    second = resume_to_the_end(runner, "final", args, out, step, 2 * FINAL_BATCHES)
+    assert interrupted_then_resumed(first, second, step) == record(_read(os.path.join(final_run, "stdout")))
+
+
+# ------------------------------------------------------------------------- schedule flags
+def test_controller_train_every_and_eval_every_epochs(runner, search_data, tmp_path):
+    """--controller_train_every 2 and --eval_every_epochs 2 over 3 epochs: one controller phase
+    (epoch 2, with its sampled cells), evaluations at epoch 2 and at the last epoch."""
+    out = str(tmp_path / "search")
+    run = runner.run("search", data_flags(search_data) + SEARCH_TINY + [
+        "--seed", "1", "--num_epochs", "3", "--controller_train_every", "2",
+        "--eval_every_epochs", "2", "--output_dir", out])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.findall(r"^Epoch (\d+): Training controller", run.stdout, re.M) == ["2"]
+    assert re.findall(r"^Epoch (\d+): Eval$", run.stdout, re.M) == ["2", "3"]
+    assert len(re.findall(r"^ctrl_step = ", run.stdout, re.M)) == 2
+    assert int(ckpt_value(out, "controller/train_step")) == 2
+    rows = read_arcs(os.path.join(out, "arcs.tsv"))
+    assert {r[0] for r in rows if r[1] == "sample"} == {"2"}
+
+
+def test_export_only_exports_the_checkpoint_and_trains_nothing(runner, final_run, final_data,
+                                                               tmp_path):
+    import tensorflow.compat.v1 as tf
+    out = _copy(final_run, tmp_path)
+    shutil.rmtree(os.path.join(out, "saved_model"))
+    before = snapshot(out, only=ckpt_files)
+    run = runner.run("final", data_flags(final_data) + FINAL_TINY + [
+        "--num_epochs", "2", "--export_only", "--output_dir", out])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ch_steps(run.stdout) == [] and "Eval" not in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "SavedModel written to " + os.path.join(out, "saved_model")
+    assert snapshot(out, only=ckpt_files) == before
+    exported = tf.train.load_checkpoint(os.path.join(out, "saved_model", "variables", "variables"))
+    trained = tf.train.load_checkpoint(tf.train.latest_checkpoint(out))
+    weights = [n for n in exported.get_variable_to_shape_map() if n.endswith("/w")]
+    assert weights
+    for name in weights:
+        np.testing.assert_array_equal(exported.get_tensor(name), trained.get_tensor(name))
 
 
 # ---------------------------------------------------------------------------- no data loss
@@ -523,42 +606,50 @@ def test_seed_reproduces_losses_and_architectures(seeded_searches):
 
 
 class _FakeEvalSession(object):
-    """Session stand-in for Loop.evaluate: `n` examples in batches of 100, then OutOfRangeError."""
+    """Session stand-in for Loop.evaluate: `n` examples in batches of 100, then OutOfRangeError;
+    global step 25. Keeps the feed of every eval batch run."""
 
     def __init__(self, g, n):
-        self.g, self.n, self.left, self.failed_feeds = g, n, 0, []
+        self.g, self.n, self.left, self.feeds, self.failed_feeds = g, n, 0, [], []
 
     def run(self, fetches, feed_dict=None):
         import tensorflow.compat.v1 as tf
-        if fetches == self.g.eval_init["valid"]:
+        if fetches == self.g.global_step:
+            return 25
+        if fetches in self.g.eval_init.values():
             self.left = self.n
             return None
-        assert fetches in (self.g.eval_correct, [self.g.eval_correct, self.g.eval_count]), fetches
+        assert fetches == self.g.eval_correct, fetches
         if self.left == 0:
             self.failed_feeds.append(dict(feed_dict or {}))
             raise tf.errors.OutOfRangeError(None, None, "End of sequence")
+        self.feeds.append(dict(feed_dict))
         count = min(100, self.left)
         self.left -= count
-        return count // 2 if fetches == self.g.eval_correct else (count // 2, count)
+        return count // 2
 
 
-def test_evaluate_consumes_no_random_state_on_a_failed_run():
-    """In a search the eval arc defaults to a fresh controller sample per run: a run that stops
-    part-way (OutOfRangeError) advances the controller's random stream by however many sampling
-    steps ran before the stop, so --seed runs diverge after the first evaluation."""
+def test_evaluate_runs_each_batch_once_with_its_own_sample_key():
+    """Loop.evaluate runs exactly ceil(N / 100) batches: a run past the end would fail after
+    sampling a cell. In a search each batch feeds its own sample key, a function of the split,
+    the epoch and the batch only, so that a resumed run scores with the same cells."""
     import types
     import numpy as np
     import trainer
-    g = types.SimpleNamespace(eval_init={"valid": "init-valid"}, eval_correct="correct",
-                              eval_count="count", eval_arc=("normal-arc", "reduce-arc"),
-                              feed=lambda sess, source: {"eval-source": source})
+    g = types.SimpleNamespace(eval_init={"valid": "init-valid", "test": "init-test"},
+                              eval_correct="correct", global_step="global-step",
+                              sample_key="sample-key", feed=lambda sess, source: {"source": source})
     loop = object.__new__(trainer.Loop)
-    loop.g, loop.search = g, True
-    loop.data = {"labels": {"valid": np.zeros(250, np.int32)}}
+    loop.g, loop.search, loop.num_train_batches = g, True, 10
+    loop.data = {"labels": {"valid": np.zeros(250, np.int32), "test": np.zeros(250, np.int32)}}
     loop.sess = _FakeEvalSession(g, 250)
     assert loop.evaluate("valid") == pytest.approx(0.5)
-    # every run that fails must have the arc fed (no sampling) -- or there is no such run
-    assert all(g.eval_arc[0] in feed for feed in loop.sess.failed_feeds), loop.sess.failed_feeds
+    assert loop.sess.failed_feeds == [] and len(loop.sess.feeds) == 3
+    assert loop.evaluate("valid") == pytest.approx(0.5)
+    assert loop.evaluate("test") == pytest.approx(0.5)
+    keys = [tuple(feed["sample-key"]) for feed in loop.sess.feeds]
+    assert keys[:3] == keys[3:6]                   # the same epoch: the same cells
+    assert len(set(keys[:3] + keys[6:])) == 6      # per batch and per split
 
 
 def test_resume_after_final_rows_does_not_duplicate_them(runner, seeded_searches, tmp_path):
