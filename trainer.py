@@ -7,6 +7,7 @@ run(mode) with mode "search" (main_controller_child_trainer.py) or "final" (main
 Bad input raises errors.UserError, printed as one line with exit status 2.
 """
 import contextlib
+import itertools
 import math
 import os
 import sys
@@ -142,19 +143,27 @@ def worker_loop(sess, g, sync):
                                     FLAGS.num_epochs * g.num_train_batches, FLAGS.log_every, sync)
 
 
+def worker_sample_key(sync, k):
+    """The sample key of a non-chief worker's k-th controller sample: apart from the chief's
+    (indices below 2^40) and the other workers'. A cluster's samples depend on which worker
+    draws them, so they repeat with the seed but are not exact across a resume."""
+    return graph_lib.sample_key_of(graph_lib.CONTROLLER_KIND, (sync.cluster.task_index << 40) + k)
+
+
 def search_worker_loop(sess, g, sync):
     """A search's non-chief worker, in step with the chief (cluster.py): each child epoch, then at
     its end its share of the controller phase, then a wait until the chief has evaluated and
     saved (sync.epoch_released). The chief alone scores the final cells. Returns the global step."""
     steps_per_epoch, total = g.num_train_batches, FLAGS.num_epochs * g.num_train_batches
     step = int(sess.run(g.global_step))
+    samples = itertools.count()  # this worker's controller samples in this process
     while True:
         epoch = step // steps_per_epoch
         if epoch > int(sess.run(g.epochs_done)):  # an epoch end the chief has not finished
             if trains_controller(epoch):
-                reward = g.feed(sess, "reward")
                 cluster_lib.controller_phase(sess, g.controller, sync, controller_updates_by(epoch),
-                                             lambda: sess.run(g.controller.train_op, reward))
+                                             lambda: sess.run(g.controller.train_op, g.feed(
+                                                 sess, "reward", worker_sample_key(sync, next(samples)))))
             if step >= total:
                 return step
             cluster_lib.wait_for(sess, sync.epoch_released, lambda done: done >= epoch,
