@@ -309,12 +309,28 @@ def test_mixed_eval_dataset_every_example_once_in_one_fixed_mixed_order(data):
     np.testing.assert_array_equal(y, data["labels"]["train"][order])
 
 
-def test_reward_dataset(data):
-    batches = _take(lambda: data_utils.reward_dataset(data, 100, seed=0), 3)
+def test_reward_dataset_is_a_function_of_the_key(data):
+    """One batch of min(batch, N_valid) distinct valid images per key: the same key gives the
+    same batch in any graph, another key another batch."""
+    def batches(batch_size, keys):
+        with tf.Graph().as_default():
+            key = tf.placeholder(tf.int64, [2])
+            it = tf.data.make_initializable_iterator(data_utils.reward_dataset(data, batch_size, 0, key))
+            nxt = it.get_next()
+            with tf.Session() as sess:
+                out = []
+                for k in keys:
+                    sess.run(it.initializer, {key: k})
+                    out.append(sess.run(nxt))
+                return out
     n_valid = len(data["labels"]["valid"])
-    assert all(len(y) == n_valid for _, y in batches)
-    ds = data_utils.reward_dataset(data, 4, seed=0)
-    assert ds.element_spec[0].shape.as_list() == [4, 12, 12, 1]
+    whole = batches(100, [[1, 0]])[0]
+    assert len(whole[1]) == n_valid  # capped at the valid set
+    a, b, a_again = batches(4, [[1, 5], [1, 6], [1, 5]])
+    assert a[0].shape == (4, 12, 12, 1)
+    np.testing.assert_array_equal(a[0], a_again[0])
+    assert not np.array_equal(a[0], b[0])
+    assert len({img.tobytes() for img in whole[0]}) == n_valid  # distinct images
 
 
 def test_graph_def_small(data):
