@@ -15,7 +15,7 @@ from micro_controller import MicroController, UniformSampler
 
 EVAL_BATCH_SIZE = 100
 # sample_key kinds: what a draw is for (its index says which one)
-CONTROLLER_KIND, EPOCH_SAMPLE_KIND, EVAL_KIND, FINAL_KIND, UNFED_KIND = 1, 2, 3, 4, 15
+CONTROLLER_KIND, EPOCH_SAMPLE_KIND, EVAL_KIND, FINAL_KIND, UNIFORM_FINAL_KIND, UNFED_KIND = 1, 2, 3, 4, 5, 15
 
 
 def sample_key_of(kind, index):
@@ -32,7 +32,9 @@ class Graph(object):
                      this run read and the cell drawn from it, _cell_of_step)
       controller     the MicroController with its trainer (search)
       sampler        where the search's cells come from: the controller, or with random_search
-                     a UniformSampler (the controller is then built but never trained)
+                     uniform_sampler (the controller is then built but never trained)
+      uniform_sampler   a UniformSampler (search): random search's cells, and the uniform cells
+                     the end of a search scores beside the final candidates
       sampled_valid_acc   float32 []: the sampler's cell's accuracy on one reward batch
       sample_key     int64 [2] placeholder (search): (kind, index), the key of the cell the
                      sampler draws in a run and of the run's reward batch (sample_key_of); every
@@ -43,6 +45,7 @@ class Graph(object):
                      "test" or "reward" (a batch of reward_batch_size valid images drawn
                      from key, the controller's own input; search only)
       eval_correct, eval_count   int32 []: correct predictions and examples in one eval batch
+      eval_loss_sum  float32 []: the batch's summed cross-entropy (bench/ranking.py's loss score)
       eval_images, eval_predictions   the eval batch [N, H, W, C] and its class ids int32 [N]
       eval_arc       (normal, reduce) int32 [4B] the eval graph uses; feed them to score a given
                      arc (search; they default to a fresh sample per run)
@@ -52,11 +55,11 @@ class Graph(object):
       epochs_done    int64 [], the last epoch whose end (controller, eval) finished; with
                      set_epochs_done(sess, epoch) a resumed run redoes an interrupted epoch end
     """
-    __slots__ = ("train", "controller", "sampler", "sampled_valid_acc", "eval_init", "eval_correct",
+    __slots__ = ("train", "controller", "sampler", "sampled_valid_acc", "eval_init", "eval_correct", "eval_loss_sum",
                  "eval_count", "eval_images", "eval_predictions", "eval_arc", "global_step", "saver",
                  "init_op", "num_params", "num_train_batches", "reward_batch_size", "cell_seed",
                  "train_cell_step", "epochs_done", "_epochs_done_value", "_set_epochs_done", "_eval_source",
-                 "_handles", "_handle_values", "sample_key", "_reward_key")
+                 "_handles", "_handle_values", "sample_key", "_reward_key", "uniform_sampler")
 
     def __init__(self):
         for name in self.__slots__:
@@ -156,7 +159,7 @@ def _build_eval(g, flags, child, data, arcs, search):
         g._eval_source, tf.data.get_output_types(iterators["valid"]),
         tf.data.get_output_shapes(iterators["valid"]))
     g.eval_images, labels = iterator.get_next()
-    g.eval_correct, g.eval_predictions = child.build_eval(g.eval_images, labels, *arcs)
+    g.eval_correct, g.eval_predictions, g.eval_loss_sum = child.build_eval(g.eval_images, labels, *arcs)
     g.eval_count = tf.shape(labels)[0]
 
 
@@ -186,7 +189,8 @@ def _build_sampler(g, flags, data, global_step):
     g.sample_key = tf.placeholder_with_default(unfed, [2], name="sample_key")
     seed = tf.stack([g.cell_seed.read_value() * 16 + g.sample_key[0], g.sample_key[1] * 64])
     g.controller = _make_controller(flags, seed)
-    g.sampler = UniformSampler(flags.child_num_cells, seed=seed) if flags.random_search else g.controller
+    g.uniform_sampler = UniformSampler(flags.child_num_cells, seed=seed)
+    g.sampler = g.uniform_sampler if flags.random_search else g.controller
     arcs = g.sampler.sample_arc
     g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
     g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))

@@ -5,7 +5,7 @@ API
   MicroChild(...)
     .model(images, is_training, normal_arc, reduce_arc) -> (logits [N, classes], aux_logits or None)
     .build_train(images, labels, normal_arc, reduce_arc) -> dict of loss, train_op, lr, grad_norm, ...
-    .build_eval(images, labels, normal_arc, reduce_arc)  -> (num_correct, predictions)
+    .build_eval(images, labels, normal_arc, reduce_arc)  -> (num_correct, predictions, loss_sum)
 
 Two modes, side by side:
   fixed arc (`fixed_arc` given): the arcs are Python lists; each cell is built once, reduction cells use
@@ -493,7 +493,10 @@ class MicroChild(object):
                     num_params=count_params(variables))
 
     def build_eval(self, images, labels, normal_arc=None, reduce_arc=None):
-        """Inference graph (no dropout / drop path). Returns (num_correct int32, predictions [N] int32)."""
+        """Inference graph (no dropout / drop path). Returns (num_correct int32, predictions [N]
+        int32, summed cross-entropy float32 [])."""
         logits, _ = self.model(images, False, normal_arc, reduce_arc)
         predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
-        return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32)), predictions
+        loss_sum = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=tf.cast(logits, tf.float32)))
+        return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32)), predictions, loss_sum

@@ -12,8 +12,9 @@ API
   zoom_panel(y_label, series) -> panel or None      the later half of a panel on its own y range;
         both plots add it under their accuracy panel when the late values sit in a narrow band
   plot_search_progress(arcs_tsv_path, eval_log, out_png)
-        mean valid_acc of the sampled architectures per epoch (arcs.tsv `sample` rows) plus any
-        valid_acc / test_acc in eval_log; controller baseline; controller entropy
+        mean valid_acc of the sampled architectures per epoch (arcs.tsv `sample` rows), of the
+        final candidates and of the uniform cells scored at the end (`final`, `uniform` rows), plus
+        any valid_acc / test_acc in eval_log; controller baseline; controller entropy
   draw_panels(panels, title) -> BGR uint8 image; panels: [(y_label, {name: (xs, ys)})]
 
 progress.tsv lines: `epoch<TAB>name<TAB>value`, after the header `epoch\tname\tvalue`.
@@ -242,14 +243,15 @@ def plot_train_progress(log_or_path, out_png, title="Training progress"):
     return _save(out_png, draw_panels(_with_zoom(panels, "accuracy"), title))
 
 
-def read_sampled_acc(arcs_tsv_path):
-    """{epoch: mean valid_acc of the `sample` rows} from arcs.tsv (missing file: {})."""
+def read_sampled_acc(arcs_tsv_path, source="sample"):
+    """{epoch: mean valid_acc of the rows of source} from arcs.tsv (missing file: {}); source
+    "sample" (each epoch's samples), "final" or "uniform" (the end of search's scores)."""
     per_epoch = {}
     if arcs_tsv_path and os.path.exists(arcs_tsv_path):
         with open(arcs_tsv_path) as f:
             for line in f.readlines()[1:]:
                 parts = line.rstrip("\n").split("\t")
-                if len(parts) != 5 or parts[1] != "sample" or not line.endswith("\n"):
+                if len(parts) != 5 or parts[1] != source or not line.endswith("\n"):
                     continue
                 try:
                     per_epoch.setdefault(int(parts[0]), []).append(float(parts[3]))
@@ -264,8 +266,12 @@ def plot_search_progress(arcs_tsv_path, eval_log, out_png, title="Search progres
     eval_log: ProgressLog, progress.tsv or its folder, or None; names read: baseline, entropy,
     valid_acc, test_acc. Returns out_png."""
     log = _as_log(eval_log)
-    sampled = sorted(read_sampled_acc(arcs_tsv_path).items())
-    acc = {"sampled arcs (mean)": ([e for e, _ in sampled], [a for _, a in sampled])}
+    acc = {}
+    for source, name in (("sample", "sampled arcs (mean)"), ("final", "final candidates (mean)"),
+                         ("uniform", "uniform cells (mean)")):
+        by_epoch = sorted(read_sampled_acc(arcs_tsv_path, source).items())
+        if by_epoch or source == "sample":
+            acc[name] = ([e for e, _ in by_epoch], [a for _, a in by_epoch])
     acc.update(_pick(log, ["valid_acc", "test_acc"]))
     panels = [("accuracy", acc),
               ("controller baseline", _pick(log, ["baseline"])),

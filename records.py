@@ -173,17 +173,17 @@ def append_rows(path, rows):
     append_lines(path, "".join("{}\t{}\t{}\t{:.4f}\t{}\n".format(*row) for row in rows), ARCS_HEADER)
 
 
-def _arcs_row_of(fields, epoch, drop_source):
+def _arcs_row_of(fields, epoch, drop_sources):
     try:
-        return len(fields) == 5 and int(fields[0]) <= epoch and fields[1] != drop_source
+        return len(fields) == 5 and int(fields[0]) <= epoch and fields[1] not in drop_sources
     except ValueError:
         return False
 
 
-def keep_rows_up_to(path, epoch, drop_source=None):
+def keep_rows_up_to(path, epoch, drop_sources=()):
     """On resume: drops rows of epochs after the restored checkpoint, any torn last line, and
-    (drop_source) rows of that source, e.g. final candidates a stopped run scored but never picked."""
-    keep_lines(path, ARCS_HEADER, lambda fields: _arcs_row_of(fields, epoch, drop_source))
+    rows of drop_sources, e.g. final candidates a stopped run scored but never picked."""
+    keep_lines(path, ARCS_HEADER, lambda fields: _arcs_row_of(fields, epoch, drop_sources))
 
 
 def retrain_command(flags, arc_path):

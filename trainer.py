@@ -27,6 +27,7 @@ import export
 import graph as graph_lib
 import progress
 import records
+import scoring
 import search_space
 import visualize
 from enas_flags import FLAGS
@@ -214,6 +215,20 @@ def restore_or_init(sess, g):
         sess.run(g.init_op)
 
 
+def report_final_scores(final_accs, uniform_accs, best_acc):
+    """Prints what the search's answer is worth: the shared-weight scores of the final candidates
+    against as many uniformly drawn cells, and the chosen cell's rank among all of them."""
+    for name, accs in (("final candidates", final_accs), ("uniform cells", uniform_accs)):
+        print("{:<17} valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  (n = {})".format(
+            name + ":", np.mean(accs), np.std(accs), np.max(accs), len(accs)))
+    rank = 1 + sum(acc > best_acc for acc in uniform_accs)
+    print("The chosen cell ranks {} of {} among the uniform cells and itself. These are scores with "
+          "the shared weights, not the accuracy a cell reaches when retrained alone: they show whether "
+          "the controller learned to prefer cells the shared weights score higher, not that the "
+          "chosen cell retrains better. bench/ranking.py measures how well these scores predict "
+          "retrained accuracy on your data.".format(rank, len(uniform_accs) + 1))
+
+
 class Loop(object):
     """The original's loop over one session and one built graph."""
 
@@ -332,7 +347,7 @@ class Loop(object):
         line = progress_line(step, self.num_train_batches, FLAGS.num_epochs, self.first_step,
                              self.last_progress - self.start)
         if self.search:  # not in the estimate: it has not run yet
-            line += ", then the scoring of {} cells".format(FLAGS.controller_num_final_arcs)
+            line += ", then the scoring of {} cells".format(2 * FLAGS.controller_num_final_arcs)
         print(line, flush=True)
 
     def evaluate_all(self, step):
@@ -358,22 +373,14 @@ class Loop(object):
                                          os.path.join(FLAGS.output_dir, "train_progress.png"))
 
     def evaluate(self, split, feed=None):
-        """Accuracy on the whole split; every example seen exactly once.
-
-        Runs exactly ceil(N / batch) batches instead of running until OutOfRangeError. In a search
-        each batch samples a cell unless feed holds one: batch i of the eval at the current
-        epoch gets its own sample_key.
-        """
-        self.sess.run(self.g.eval_init[split])
-        feed = {**self.g.feed(self.sess, split), **(feed or {})}
-        n = len(self.data["labels"][split])
-        correct, epoch = 0, self.global_step() // self.num_train_batches
-        for i in range(int(math.ceil(n / float(graph_lib.EVAL_BATCH_SIZE)))):
-            if self.search:
-                index = (epoch * 2 + ("valid", "test").index(split)) * (1 << 20) + i
-                feed[self.g.sample_key] = graph_lib.sample_key_of(graph_lib.EVAL_KIND, index)
-            correct += self.sess.run(self.g.eval_correct, feed_dict=feed)
-        return correct / float(max(n, 1))
+        """Accuracy on the whole split (scoring.evaluate); in a search without a cell in feed,
+        batch i of the eval at the current epoch samples with its own sample key."""
+        key_index = None
+        if self.search and not (feed and self.g.eval_arc[0] in feed):
+            epoch, which = self.global_step() // self.num_train_batches, ("valid", "test").index(split)
+            key_index = lambda i: (epoch * 2 + which) * (1 << 20) + i  # noqa: E731
+        return scoring.evaluate(self.sess, self.g, len(self.data["labels"][split]), split, feed,
+                                key_index)[0]
 
     # ------------------------------------------------------------------------------ search only
     def train_controller(self, epoch):
@@ -446,28 +453,37 @@ class Loop(object):
         if os.path.exists(best_path):
             best_arc, best_acc = open(best_path).read().strip(), None
         else:
-            records.keep_rows_up_to(self.arcs_path, FLAGS.num_epochs, drop_source="final")
+            records.keep_rows_up_to(self.arcs_path, FLAGS.num_epochs, drop_sources=("final", "uniform"))
             best_arc, best_acc = self.score_final_arcs()
             records.write_atomic(best_path, best_arc + "\n")
         acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)
         print("Best architecture: {}{}".format(best_arc, acc))
         visualize.draw_arc(best_arc, FLAGS.output_dir, num_cells=FLAGS.child_num_cells, prefix="best_arc_")
-        print("Retrain it with (the faithful final training: 630 epochs of 15 layers, hours on a "
-              "CPU):\n  " + records.retrain_command(FLAGS, best_path))
+        print("Retrain it with (main_child_trainer.py's defaults: 630 epochs of 15 layers, hours on a "
+              "CPU; the README's quick start also gives the authors' CIFAR-10 recipe):\n  " +
+              records.retrain_command(FLAGS, best_path))
         print("or, for a check in minutes:\n  " + records.retrain_command(FLAGS, best_path) +
               " --num_epochs 10 --child_num_layers 6 --n_aug_img 1 --output_dir output/final_quick")
 
     def score_final_arcs(self):
-        print("Scoring {} sampled cells on the whole valid set".format(FLAGS.controller_num_final_arcs))
-        rows, epoch = [], FLAGS.num_epochs
+        """Scores controller_num_final_arcs of the sampler's cells and as many uniformly drawn
+        ones on the whole valid set (arcs.tsv sources "final" and "uniform"); reports how the two
+        compare (report_final_scores). Returns the best final candidate (arc, valid_acc)."""
+        num = FLAGS.controller_num_final_arcs
+        print("Scoring {0} sampled cells and {0} uniformly drawn ones on the whole valid set".format(num))
         n_valid = len(self.data["labels"]["valid"])
-        for k in range(FLAGS.controller_num_final_arcs):
-            normal_arc, reduce_arc = self.sess.run(self.g.sampler.sample_arc, {
-                self.g.sample_key: graph_lib.sample_key_of(graph_lib.FINAL_KIND, k)})
-            feed = {self.g.eval_arc[0]: normal_arc, self.g.eval_arc[1]: reduce_arc}
-            acc = self.evaluate("valid", feed)
-            rows.append((epoch, "final", search_space.arc_to_string(normal_arc, reduce_arc), acc, n_valid))
-            print("final candidate: {}  valid_acc = {:.4f}".format(rows[-1][2], acc))
+        rows = []
+        for source, sampler, kind in (("final", self.g.sampler, graph_lib.FINAL_KIND),
+                                      ("uniform", self.g.uniform_sampler, graph_lib.UNIFORM_FINAL_KIND)):
+            arcs = [self.sess.run(sampler.sample_arc, {self.g.sample_key: graph_lib.sample_key_of(kind, k)})
+                    for k in range(num)]
+            for arc, acc in zip(arcs, scoring.score_arcs(self.sess, self.g, n_valid, arcs)):
+                rows.append((FLAGS.num_epochs, source, search_space.arc_to_string(*arc), acc, n_valid))
+                print("{} candidate: {}  valid_acc = {:.4f}".format(source, rows[-1][2], acc))
         records.append_rows(self.arcs_path, rows)
-        best = max(rows, key=lambda r: r[3])
+        best = max((r for r in rows if r[1] == "final"), key=lambda r: r[3])
+        report_final_scores([r[3] for r in rows if r[1] == "final"],
+                            [r[3] for r in rows if r[1] == "uniform"], best[3])
+        progress.plot_search_progress(self.arcs_path, self.progress,
+                                      os.path.join(FLAGS.output_dir, "search_progress.png"))
         return best[2], best[3]

@@ -398,7 +398,7 @@ def test_fixed_arc_loss_falls_on_learnable_data(tmp_path, make_png_dataset):
             data_utils.train_dataset(data, 16, seed=0)).get_next()
         child = _fixed_child(batches)
         t = child.build_train(images, labels)
-        correct, _ = child.build_eval(tf.constant(((data["images"]["train"].astype(np.float32)
+        correct, _, _ = child.build_eval(tf.constant(((data["images"]["train"].astype(np.float32)
                                                     - data["mean"]) / data["std"])),
                                       tf.constant(data["labels"]["train"]))
         with _session() as sess:
@@ -468,7 +468,7 @@ def test_search_child_loss_falls_on_random_cells(tmp_path, make_png_dataset):
         sampler = UniformSampler(num_cells=2)
         t = child.build_train(images, labels, *sampler.sample_arc)
         x_all = tf.constant((data["images"]["train"].astype(np.float32) - data["mean"]) / data["std"])
-        correct, _ = child.build_eval(x_all, tf.constant(data["labels"]["train"]), *sampler.sample_arc)
+        correct, _, _ = child.build_eval(x_all, tf.constant(data["labels"]["train"]), *sampler.sample_arc)
         with _session() as sess:
             sess.run(tf.global_variables_initializer())
             losses = [sess.run([t["loss"], t["train_op"]])[0] for _ in range(60)]

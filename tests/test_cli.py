@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import search_space
@@ -94,22 +95,30 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     assert all(len(row) == 5 for row in rows), rows
     samples = [row for row in rows if row[1] == "sample"]
     finals = [row for row in rows if row[1] == "final"]
-    assert len(samples) + len(finals) == len(rows)
+    uniform = [row for row in rows if row[1] == "uniform"]
+    assert len(samples) + len(finals) + len(uniform) == len(rows)
     assert sorted(int(row[0]) for row in samples) == [1] * 10 + [2] * 10
-    assert len(finals) == 2
+    assert len(finals) == len(uniform) == 2
     for row in rows:
         normal, reduce = search_space.parse_arc(row[2], num_cells=2)
         assert search_space.arc_to_string(normal, reduce) == row[2]
         correct = float(row[3]) * int(row[4])  # a count of correct examples
         assert abs(correct - round(correct)) < 2e-3 and 0 <= round(correct) <= int(row[4]), row
     assert all(int(row[4]) == 12 for row in samples)   # one reward batch: min(16, 12 valid)
-    assert all(int(row[4]) == 12 for row in finals)    # the whole valid split
+    assert all(int(row[4]) == 12 for row in finals + uniform)    # the whole valid split
 
     with open(os.path.join(out, "best_arc.txt")) as f:
         best = f.read().strip()
     best_acc = max(float(row[3]) for row in finals)
     assert best in [row[2] for row in finals if float(row[3]) == best_acc]
     assert "Best architecture: " + best in r.stdout
+    # what the answer is worth: both groups' scores and the chosen cell's rank among them
+    for name, group in (("final candidates", finals), ("uniform cells", uniform)):
+        accs = [float(row[3]) for row in group]
+        assert re.search(r"^{}: +valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  \(n = 2\)$".format(
+            name, np.mean(accs), np.std(accs), max(accs)), r.stdout, re.M), r.stdout[-2000:]
+    rank = 1 + sum(float(row[3]) > best_acc for row in uniform)
+    assert "The chosen cell ranks {} of 3 among the uniform cells and itself.".format(rank) in r.stdout
     assert "python main_child_trainer.py --child_fixed_arc" in r.stdout
     assert re.search(r"--child_fixed_arc \S*best_arc\.txt", r.stdout)
     assert len(STEP_LINE.findall(r.stdout)) == 6
@@ -117,7 +126,7 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     # where the run is, and when it ends: a line per epoch with k/N and the time left
     assert "Search: 2 epochs of 3 child steps (6 steps); --num_epochs sets how many" in r.stdout
     progress = re.findall(r"^Progress: epoch (\d)/2, step (\d)/6, \d+\.\d min so far, about "
-                          r"\d+\.\d min left \(ends about \d\d:\d\d\), then the scoring of 2 cells$",
+                          r"\d+\.\d min left \(ends about \d\d:\d\d\), then the scoring of 4 cells$",
                           r.stdout, re.M)
     assert progress == [("1", "3"), ("2", "6")], r.stdout
     assert "Epoch 1: Training controller (2 updates of 2 sampled cells)" in r.stdout
@@ -140,7 +149,6 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
 def _check_saved_model_takes_nhwc_uint8(export_dir, test_dir):
     """The SavedModel's input is [N, 8, 8, 1] uint8 whatever layout trained it; its outputs are
     probabilities."""
-    import numpy as np
     import data_utils
     from predict import Predictor
     p = Predictor(export_dir)
@@ -158,7 +166,6 @@ def test_random_search_never_trains_the_controller(data_dirs, tmp_path):
     (b_soft starts at exactly [10, 10, 0, 0, 0]) and its step counter stay as initialised, and
     the recorded entropy is the uniform maximum."""
     import json
-    import numpy as np
     import tensorflow.compat.v1 as tf
     from micro_controller import uniform_entropy
     out = str(tmp_path / "random")

@@ -341,7 +341,7 @@ def _copy(src, tmp_path):
 
 # ------------------------------------------------------------------------- kill and resume
 RECORD_LINE = re.compile(r"^(epoch = \d+\s+ch_step = |ctrl_step = |\w+_accuracy: |val_acc = |"
-                         r"final candidate: |Best architecture: )")
+                         r"(final|uniform) candidate: |Best architecture: |final candidates: |uniform cells: |The chosen)")
 
 
 def record(stdout):
@@ -455,6 +455,27 @@ def test_controller_train_every_and_eval_every_epochs(runner, search_data, tmp_p
     assert int(ckpt_value(out, "controller/train_step")) == 2
     rows = read_arcs(os.path.join(out, "arcs.tsv"))
     assert {r[0] for r in rows if r[1] == "sample"} == {"2"}
+
+
+def test_end_of_search_scores_uniform_cells_beside_the_controllers(runner, search_data, tmp_path):
+    """The end-of-search report's `uniform` cells come from the uniform sampler: their ops are
+    spread evenly, while the untrained controller's `final` candidates lean to the two sep convs
+    (its start bias); both sets are scored on the whole valid set."""
+    out = str(tmp_path / "search")
+    run = runner.run("search", data_flags(search_data) + SEARCH_TINY + [
+        "--seed", "2", "--num_epochs", "1", "--controller_train_steps", "1",
+        "--controller_num_final_arcs", "60", "--output_dir", out])
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = read_arcs(os.path.join(out, "arcs.tsv"))
+    sep_share = {}
+    for source in ("final", "uniform"):
+        group = [r for r in rows if r[1] == source]
+        assert len(group) == 60 and all(r[4] == "8" for r in group)  # the whole valid split
+        ops = [int(op) for r in group for op in r[2].split()[1::2]]
+        sep_share[source] = np.mean([op in (0, 1) for op in ops])
+    # uniform: 2 of 5 ops; the controller's start: about 0.63 (normal cell), 0.51 (reduce cell)
+    assert abs(sep_share["uniform"] - 0.4) < 0.08 and sep_share["final"] > sep_share["uniform"] + 0.1, sep_share
+    assert "The chosen cell ranks " in run.stdout
 
 
 def test_export_only_exports_the_checkpoint_and_trains_nothing(runner, final_run, final_data,
@@ -600,7 +621,7 @@ def test_seed_reproduces_losses_and_architectures(seeded_searches):
     assert len(losses[0]) == 2 * SEARCH_BATCHES == 20
     assert losses[0] == losses[1]
     arcs = [read_arcs(os.path.join(out, "arcs.tsv")) for out in outs]
-    assert len(arcs[0]) == 22
+    assert len(arcs[0]) == 24  # 20 samples, 2 final candidates, 2 uniform cells
     assert [r[2] for r in arcs[0]] == [r[2] for r in arcs[1]]
     assert arcs[0] == arcs[1]  # accuracies too
 
@@ -619,14 +640,14 @@ class _FakeEvalSession(object):
         if fetches in self.g.eval_init.values():
             self.left = self.n
             return None
-        assert fetches == self.g.eval_correct, fetches
+        assert fetches == [self.g.eval_correct, self.g.eval_loss_sum], fetches
         if self.left == 0:
             self.failed_feeds.append(dict(feed_dict or {}))
             raise tf.errors.OutOfRangeError(None, None, "End of sequence")
         self.feeds.append(dict(feed_dict))
         count = min(100, self.left)
         self.left -= count
-        return count // 2
+        return count // 2, 0.7 * count
 
 
 def test_evaluate_runs_each_batch_once_with_its_own_sample_key():
@@ -637,7 +658,7 @@ def test_evaluate_runs_each_batch_once_with_its_own_sample_key():
     import numpy as np
     import trainer
     g = types.SimpleNamespace(eval_init={"valid": "init-valid", "test": "init-test"},
-                              eval_correct="correct", global_step="global-step",
+                              eval_correct="correct", eval_loss_sum="loss", global_step="global-step",
                               sample_key="sample-key", feed=lambda sess, source: {"source": source})
     loop = object.__new__(trainer.Loop)
     loop.g, loop.search, loop.num_train_batches = g, True, 10
@@ -659,5 +680,5 @@ def test_resume_after_final_rows_does_not_duplicate_them(runner, seeded_searches
     os.remove(os.path.join(out, "best_arc.txt"))
     run = runner.run("search", args[0][:-1] + [out])
     assert run.returncode == 0, run.stderr[-3000:]
-    finals = [r for r in read_arcs(os.path.join(out, "arcs.tsv")) if r[1] == "final"]
-    assert len(finals) == 2, finals
+    rows = read_arcs(os.path.join(out, "arcs.tsv"))
+    assert [r[1] for r in rows].count("final") == [r[1] for r in rows].count("uniform") == 2, rows
