@@ -2,7 +2,6 @@
 arc feeding, and checkpoint / resume."""
 import os
 import re
-import subprocess
 import sys
 import types
 
@@ -755,40 +754,3 @@ def test_checkpoint_restores_the_weights_and_resumes_the_same_steps(tmp_path, ma
     assert resumed == went_on
     for n in after:
         np.testing.assert_array_equal(resumed_after[n], after[n], err_msg=n)
-
-
-STEP_RE = re.compile(r"ch_step = (\d+)")
-
-
-def _run_trainer(args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "main_child_trainer.py")] + args,
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def test_cli_rerun_resumes_from_checkpoint(tmp_path, make_png_dataset):
-    train, valid, test = make_png_dataset(tmp_path / "data", num_classes=3, per_class=(16, 4, 4),
-                                          size=8)
-    out = str(tmp_path / "out")
-    args = ["--train_data_dir", train, "--val_data_dir", valid, "--test_data_dir", test,
-            "--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2",
-            "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1",
-            "--eval_every_epochs", "1", "--n_aug_img", "1", "--seed", "0",
-            "--child_fixed_arc", SMALL_FIXED, "--output_dir", out]
-    first = _run_trainer(args + ["--num_epochs", "1"], ROOT)
-    assert first.returncode == 0, first.stderr[-3000:]
-    steps1 = [int(s) for s in STEP_RE.findall(first.stdout)]
-    assert steps1 == [1, 2, 3]
-    assert "Resumed from" not in first.stdout
-    assert tf.train.latest_checkpoint(out).endswith("model.ckpt-3")
-
-    second = _run_trainer(args + ["--num_epochs", "2"], ROOT)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert re.search(r"Resumed from \S*model\.ckpt-3 at step 3", second.stdout), second.stdout
-    steps2 = [int(s) for s in STEP_RE.findall(second.stdout)]
-    assert steps2 == [4, 5, 6]
-    assert tf.train.latest_checkpoint(out).endswith("model.ckpt-6")
-    # the log file in output_dir holds both runs (append mode)
-    with open(os.path.join(out, "stdout")) as f:
-        log = f.read()
-    assert [int(s) for s in STEP_RE.findall(log)] == [1, 2, 3, 4, 5, 6]

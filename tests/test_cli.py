@@ -161,42 +161,16 @@ def _check_saved_model_takes_nhwc_uint8(export_dir, test_dir):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_random_search_never_trains_the_controller(data_dirs, tmp_path):
-    """--random_search: the same loop, its cells drawn uniformly; the controller's variables
-    (b_soft starts at exactly [10, 10, 0, 0, 0]) and its step counter stay as initialised, and
-    the recorded entropy is the uniform maximum."""
-    import json
-    import tensorflow.compat.v1 as tf
-    from micro_controller import uniform_entropy
-    out = str(tmp_path / "random")
-    r = _run("main_controller_child_trainer.py", data_flags(data_dirs) + TINY + [
-        "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
-        "--controller_num_final_arcs", "2", "--random_search", "--output_dir", out])
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "Training controller" not in r.stdout and "ctrl_step" not in r.stdout
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(out))
-    assert reader.get_tensor("controller/softmax/b").tolist() == [[10.0, 10.0, 0.0, 0.0, 0.0]]
-    assert int(reader.get_tensor("controller/train_step")) == 0
-    assert float(reader.get_tensor("controller/baseline")) == 0.0
-    with open(os.path.join(out, "progress.tsv")) as f:
-        entropies = [float(line.split("\t")[2]) for line in f if "\tentropy\t" in line]
-    assert len(entropies) == 2
-    assert np.allclose(entropies, uniform_entropy(2), atol=1e-4)
-    with open(os.path.join(out, "run_flags.json")) as f:
-        assert json.load(f)["random_search"] is True
-    _, rows = _read_arcs_tsv(os.path.join(out, "arcs.tsv"))
-    assert len({row[2] for row in rows if row[1] == "sample"}) > 10  # uniform: hardly repeats
-
-
 def test_retrain_bench_profile_accounts_for_the_step():
-    """bench/retrain.py on a tiny network: a positive images/s per precision, and the profile
+    """bench/retrain.py on a tiny network: a positive images/s, and the profile
     puts most of the traced op time in named op groups, the convolutions among them."""
     r = _run("bench/retrain.py", ["--skip_memory", "--profile", "--steps", "2", "--warmup", "1",
+                                  "--precisions", "none",
                                   "--child_num_layers", "0", "--child_out_filters", "4",
                                   "--batch_size", "16", "--num_images", "64"], timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     speeds = re.findall(r"^(none|mixed_bfloat16): \S+ s per step, (\S+) images/s$", r.stdout, re.M)
-    assert [p for p, _ in speeds] == ["none", "mixed_bfloat16"] and all(float(v) > 0 for _, v in speeds)
+    assert [p for p, _ in speeds] == ["none"] and all(float(v) > 0 for _, v in speeds)
     for table in r.stdout.split("profile, ")[1:]:
         shares = {m[0]: float(m[1]) for m in re.findall(r"^\| ([^|]+) \| [\d.]+ \| ([\d.]+) % \|$",
                                                          table, re.M)}
@@ -204,29 +178,6 @@ def test_retrain_bench_profile_accounts_for_the_step():
         assert shares["1x1 / full conv"] > 0 and shares["depthwise conv"] > 0, shares
     if not os.path.exists("/dev/nvidiactl"):  # no GPU driver: CUDA's failing cuInit is expected
         assert "cuInit" not in r.stderr
-
-
-def test_search_quality_bench_end_to_end(data_dirs, tmp_path):
-    """bench/search_quality.py on a tiny set: both searches and every retraining run, and the
-    table lists the searched cells (valid arcs) with accuracies in [0, 1] and their margins."""
-    small = "--child_num_layers 0 --child_out_filters 4 --batch_size 16"
-    work = tmp_path / "work"
-    r = _run("bench/search_quality.py", [
-        "--data_dir", os.path.dirname(data_dirs[0]), "--img_size", "8", "--num_cells", "2",
-        "--search_epochs", "1", "--retrain_epochs", "1", "--num_random", "2",
-        "--search_args", small + " --controller_train_steps 1 --controller_num_aggregate 1 "
-                                 "--controller_num_final_arcs 2",
-        "--retrain_args", small + " --n_aug_img 1", "--work_dir", str(work)], timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rows = re.findall(r"^(enas|rs-ws|random_\d)\s+.*?\s([01]\.\d{4})\s+([01]\.\d{4})\s+([\d ]+)$",
-                      r.stdout, re.M)
-    assert [row[0] for row in rows] == ["enas", "rs-ws", "random_0", "random_1"], r.stdout
-    for name, valid, test, arc in rows:
-        search_space.parse_arc(arc, 2)
-    for name in ("enas", "rs-ws"):
-        with open(work / ("search_" + {"enas": "enas", "rs-ws": "random"}[name]) / "best_arc.txt") as f:
-            assert f.read().strip() == [row[3] for row in rows if row[0] == name][0].strip()
-    assert len(re.findall(r"^  (enas|rs-ws) \(.*\): [+-]\d\.\d{4}", r.stdout, re.M)) == 4
 
 
 def test_progress_line_within_and_at_the_end_of_an_epoch():

@@ -17,7 +17,7 @@ import records
 from helpers import assert_one_line_error, data_flags, user_stderr
 from test_reliability import (  # noqa: F401  (fixtures)
     FINAL_BATCHES, FINAL_TINY, ROOT, SCRIPTS, SEARCH_TINY, _copy, final_data, final_run, latest_step,
-    read_arcs, runner, search_data, snapshot)
+    read_arcs, runner, search_data, seeded_searches, snapshot)
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
@@ -177,17 +177,13 @@ def _namespaces_work():
 @pytest.mark.skipif(not _namespaces_work(), reason="needs unshare with user and mount namespaces")
 @pytest.mark.parametrize("mode", ["final", "search"])
 def test_full_disk_stops_with_one_line_and_keeps_a_restorable_checkpoint(
-        mode, runner, final_run, final_data, search_data, tmp_path):
+        mode, runner, final_run, seeded_searches, final_data, search_data, tmp_path):
     """The disk fills during the resumed run's first epoch end (free: 1.5 checkpoints, the
     new checkpoint is written before the old one goes). Exit 1 with one line naming a file and
     ENOSPC; the copy taken afterwards holds whole TSV rows and resumes from its checkpoint."""
     dirs = final_data if mode == "final" else search_data
     flags = FINAL_TINY if mode == "final" else SEARCH_TINY
-    src = final_run if mode == "final" else str(tmp_path / "search_src")
-    if mode == "search":
-        first = runner.run("search", data_flags(dirs) + flags + ["--num_epochs", "1",
-                                                                  "--output_dir", src])
-        assert first.returncode == 0, first.stderr[-3000:]
+    src = final_run if mode == "final" else seeded_searches[1][0]  # finished 2-epoch runs
     step = latest_step(src)
     ckpt_bytes = os.path.getsize(_data_file(src))
     args = data_flags(dirs) + flags + ["--num_epochs", "4"]

@@ -478,6 +478,64 @@ def test_end_of_search_scores_uniform_cells_beside_the_controllers(runner, searc
     assert "The chosen cell ranks " in run.stdout
 
 
+def test_random_search_never_trains_the_controller(runner, search_data, tmp_path):
+    """--random_search: the same loop, its cells drawn uniformly; the controller's variables
+    (b_soft starts at exactly [10, 10, 0, 0, 0]) and its step counter stay as initialised, and
+    the recorded entropy is the uniform maximum."""
+    import tensorflow.compat.v1 as tf
+    from micro_controller import uniform_entropy
+    out = str(tmp_path / "random")
+    run = runner.run("search", data_flags(search_data) + SEARCH_TINY + [
+        "--seed", "0", "--num_epochs", "2", "--random_search", "--output_dir", out])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Training controller" not in run.stdout and "ctrl_step" not in run.stdout
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(out))
+    assert reader.get_tensor("controller/softmax/b").tolist() == [[10.0, 10.0, 0.0, 0.0, 0.0]]
+    assert int(reader.get_tensor("controller/train_step")) == 0
+    assert float(reader.get_tensor("controller/baseline")) == 0.0
+    with open(os.path.join(out, "progress.tsv")) as f:
+        entropies = [float(line.split("\t")[2]) for line in f if "\tentropy\t" in line]
+    assert len(entropies) == 2
+    assert np.allclose(entropies, uniform_entropy(1), atol=1e-4)
+    with open(os.path.join(out, records.RUN_FLAGS_FILE)) as f:
+        assert json.load(f)["random_search"] is True
+    samples = [r[2] for r in read_arcs(os.path.join(out, "arcs.tsv")) if r[1] == "sample"]
+    assert len(set(samples)) > 10  # uniform over 10,000 arcs of B = 1: hardly repeats
+
+
+def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypatch, capsys):
+    """bench/search_quality.py on a tiny set, its runs forked from the runner: both searches and
+    every retraining run, and the table lists the searched cells (valid arcs) with accuracies
+    and their margins over the random cells."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import search_quality
+    import search_space
+
+    def run(script, flags, log_path):  # the bench's own run(), through the fork server
+        done = runner.run("search" if script == SCRIPTS["search"] else "final", flags)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+    monkeypatch.setattr(search_quality, "run", run)
+    small = "--child_num_layers 0 --child_out_filters 4 --batch_size 16"
+    work = tmp_path / "work"
+    search_quality.main([
+        "--data_dir", os.path.dirname(search_data[0]), "--img_size", "8", "--num_cells", "1",
+        "--search_epochs", "1", "--retrain_epochs", "1", "--num_random", "2",
+        "--search_args", small + " --controller_train_steps 1 --controller_num_aggregate 1 "
+                                 "--controller_num_final_arcs 2",
+        "--retrain_args", small + " --n_aug_img 1", "--work_dir", str(work)])
+    stdout = capsys.readouterr().out
+    rows = re.findall(r"^(enas|rs-ws|random_\d)\s+.*?\s([01]\.\d{4})\s+([01]\.\d{4})\s+([\d ]+)$",
+                      stdout, re.M)
+    assert [row[0] for row in rows] == ["enas", "rs-ws", "random_0", "random_1"], stdout
+    for name, valid, test, arc in rows:
+        search_space.parse_arc(arc, 1)
+    for name in ("enas", "rs-ws"):
+        with open(work / ("search_" + {"enas": "enas", "rs-ws": "random"}[name]) / "best_arc.txt") as f:
+            assert f.read().strip() == [row[3] for row in rows if row[0] == name][0].strip()
+    assert len(re.findall(r"^  (enas|rs-ws) \(.*\): [+-]\d\.\d{4}", stdout, re.M)) == 4
+
+
 def test_export_only_exports_the_checkpoint_and_trains_nothing(runner, final_run, final_data,
                                                                tmp_path):
     import tensorflow.compat.v1 as tf
