@@ -16,7 +16,7 @@ API
   train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False,
                 start_batch=0)    shuffled, augmented, endless
   eval_dataset(data, split, batch_size=100, mixed=False)        one pass over a split
-  reward_dataset(data, batch_size, seed, key)                    the valid batch of a key
+  reward_dataset(data, batch_size, seed, key)                    valid batches from a key
 Datasets yield (images float32 [B,H,W,C] normalised, labels int32 [B]).
 """
 import math
@@ -359,21 +359,22 @@ def eval_dataset(data, split, batch_size=100, mixed=False):
 
 
 def reward_dataset(data, batch_size, seed, key):
-    """One batch of min(batch_size, N_valid) distinct valid images, no augmentation, drawn from
-    (seed, key): key an int64 [2] tensor (graph.sample_key_of), so that the same key gives the
-    same batch in any run. Made anew by its iterator's initializer for each key."""
+    """Batches of min(batch_size, N_valid) distinct valid images, no augmentation: batch i is
+    drawn from (seed, key, i), key an int64 [2] tensor (graph.sample_key_of). Its iterator's
+    initializer starts the stream of a key, so the same key gives the same first batch in any
+    run; reading on without a new key gives fresh batches."""
     n = len(data["labels"]["valid"])
     b = min(batch_size, n)
     pick = _batch_fn(data, "valid", 0, False, None)
 
-    def fn(key):
-        indices = np.random.default_rng([int(seed) % (1 << 63), *map(int, key)]).choice(n, b, replace=False)
-        return pick(indices, 0)
+    def fn(i, key):
+        rng = np.random.default_rng([int(seed) % (1 << 63), *map(int, key), int(i)])
+        return pick(rng.choice(n, b, replace=False), 0)
     s, c = data["img_size"], data["channel"]
 
-    def make(key):
-        x, y = tf.numpy_function(fn, [key], [tf.float32, tf.int32])
+    def make(i, key):
+        x, y = tf.numpy_function(fn, [i, key], [tf.float32, tf.int32])
         x.set_shape([b, s, s, c])
         y.set_shape([b])
         return x, y
-    return tf.data.Dataset.from_tensors(key).map(make)
+    return tf.data.Dataset.from_tensors(key).repeat().enumerate().map(make)

@@ -19,7 +19,6 @@
    valid accuracy with 95 % bootstrap intervals, and the top-1 regret: the best retrained valid
    accuracy among the cells against that of the cell the shared weights rank first.
 """
-import argparse
 import json
 import os
 import shlex
@@ -38,25 +37,15 @@ import search_space  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data_dir", required=True, help="folder with train/, valid/, test/")
-    p.add_argument("--img_size", type=int, default=16)
-    p.add_argument("--channel", type=int, default=3, choices=(1, 3))
-    p.add_argument("--num_cells", type=int, default=3, help="--child_num_cells of every run")
+    p = search_quality.run_args_parser(__doc__, img_size=16, channel=3, num_cells=3, retrain_epochs=5)
     p.add_argument("--num_candidates", type=int, default=12, help="uniform cells ranked (K)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--search_epochs", type=int, default=10)
-    p.add_argument("--retrain_epochs", type=int, default=5)
     p.add_argument("--sampler", choices=("uniform", "controller"), default="uniform",
                    help="how the shared child's training cells are drawn")
     p.add_argument("--score", choices=("accuracy", "loss"), default="accuracy",
                    help="shared-weight score: valid accuracy (the search's) or minus valid loss")
     p.add_argument("--finetune_steps", type=int, default=0,
                    help="training steps on each cell alone before it is scored")
-    p.add_argument("--search_args", default="", help="extra flags of the search")
-    p.add_argument("--retrain_args", default="", help="extra flags of every retraining")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the cells")
-    p.add_argument("--work_dir", help="keep the search and the retrainings here (reused on rerun)")
     return p.parse_args(argv)
 
 

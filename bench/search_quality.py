@@ -33,19 +33,26 @@ if ROOT not in sys.path:
 import search_space  # noqa: E402
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_args_parser(doc, img_size, channel, num_cells, retrain_epochs):
+    """An argument parser with the flags every run of a search-quality benchmark shares (data,
+    cells, seed, budgets, extra flags, work_dir), at the given defaults."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--data_dir", required=True, help="folder with train/, valid/, test/")
-    p.add_argument("--img_size", type=int, default=32)
-    p.add_argument("--channel", type=int, default=1, choices=(1, 3))
-    p.add_argument("--search_epochs", type=int, default=10)
-    p.add_argument("--retrain_epochs", type=int, default=10)
-    p.add_argument("--num_random", type=int, default=4, help="random cells retrained")
-    p.add_argument("--num_cells", type=int, default=5, help="--child_num_cells of every run")
+    p.add_argument("--img_size", type=int, default=img_size)
+    p.add_argument("--channel", type=int, default=channel, choices=(1, 3))
+    p.add_argument("--num_cells", type=int, default=num_cells, help="--child_num_cells of every run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--search_args", default="", help="extra flags of both searches")
+    p.add_argument("--search_epochs", type=int, default=10)
+    p.add_argument("--retrain_epochs", type=int, default=retrain_epochs)
+    p.add_argument("--search_args", default="", help="extra flags of the searches")
     p.add_argument("--retrain_args", default="", help="extra flags of every retraining")
     p.add_argument("--work_dir", help="keep every run's output_dir here")
+    return p
+
+
+def parse_args(argv=None):
+    p = run_args_parser(__doc__, img_size=32, channel=1, num_cells=5, retrain_epochs=10)
+    p.add_argument("--num_random", type=int, default=4, help="random cells retrained")
     return p.parse_args(argv)
 
 

@@ -81,6 +81,18 @@ def _read_arcs_tsv(path):
     return lines[0], [line.rstrip("\n").split("\t") for line in lines[1:]]
 
 
+def _check_worth_report(stdout, finals, uniform, best_acc):
+    """What the search's answer is worth: both groups' scores (arcs.tsv rows) and the chosen
+    cell's rank among the uniform cells, as printed."""
+    for name, group in (("final candidates", finals), ("uniform cells", uniform)):
+        accs = [float(row[3]) for row in group]
+        assert re.search(r"^{}: +valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  \(n = {}\)$".format(
+            name, np.mean(accs), np.std(accs), max(accs), len(accs)), stdout, re.M), stdout[-2000:]
+    rank = 1 + sum(float(row[3]) > best_acc for row in uniform)
+    assert "The chosen cell ranks {} of {} among the uniform cells and itself.".format(
+        rank, len(uniform) + 1) in stdout
+
+
 def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     """In the GPU layout (--data_format NCHW; the other end-to-end runs use NHWC): the search,
     the retraining of its best cell, and a SavedModel that takes NHWC uint8 images."""
@@ -112,13 +124,7 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     best_acc = max(float(row[3]) for row in finals)
     assert best in [row[2] for row in finals if float(row[3]) == best_acc]
     assert "Best architecture: " + best in r.stdout
-    # what the answer is worth: both groups' scores and the chosen cell's rank among them
-    for name, group in (("final candidates", finals), ("uniform cells", uniform)):
-        accs = [float(row[3]) for row in group]
-        assert re.search(r"^{}: +valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  \(n = 2\)$".format(
-            name, np.mean(accs), np.std(accs), max(accs)), r.stdout, re.M), r.stdout[-2000:]
-    rank = 1 + sum(float(row[3]) > best_acc for row in uniform)
-    assert "The chosen cell ranks {} of 3 among the uniform cells and itself.".format(rank) in r.stdout
+    _check_worth_report(r.stdout, finals, uniform, best_acc)
     assert "python main_child_trainer.py --child_fixed_arc" in r.stdout
     assert re.search(r"--child_fixed_arc \S*best_arc\.txt", r.stdout)
     assert len(STEP_LINE.findall(r.stdout)) == 6

@@ -310,9 +310,9 @@ def test_mixed_eval_dataset_every_example_once_in_one_fixed_mixed_order(data):
 
 
 def test_reward_dataset_is_a_function_of_the_key(data):
-    """One batch of min(batch, N_valid) distinct valid images per key: the same key gives the
-    same batch in any graph, another key another batch."""
-    def batches(batch_size, keys):
+    """Batches of min(batch, N_valid) distinct valid images: the same key gives the same first
+    batch in any graph, another key another batch; reading on gives fresh batches."""
+    def batches(batch_size, keys, reads=1):
         with tf.Graph().as_default():
             key = tf.placeholder(tf.int64, [2])
             it = tf.data.make_initializable_iterator(data_utils.reward_dataset(data, batch_size, 0, key))
@@ -321,7 +321,7 @@ def test_reward_dataset_is_a_function_of_the_key(data):
                 out = []
                 for k in keys:
                     sess.run(it.initializer, {key: k})
-                    out.append(sess.run(nxt))
+                    out += [sess.run(nxt) for _ in range(reads)]
                 return out
     n_valid = len(data["labels"]["valid"])
     whole = batches(100, [[1, 0]])[0]
@@ -331,6 +331,9 @@ def test_reward_dataset_is_a_function_of_the_key(data):
     np.testing.assert_array_equal(a[0], a_again[0])
     assert not np.array_equal(a[0], b[0])
     assert len({img.tobytes() for img in whole[0]}) == n_valid  # distinct images
+    first, second = batches(4, [[1, 5]], reads=2)
+    np.testing.assert_array_equal(first[0], a[0])
+    assert not np.array_equal(first[0], second[0])
 
 
 def test_graph_def_small(data):
