@@ -16,8 +16,8 @@ API
   train_dataset(data, batch_size, seed=None, cutout_size=None, shard=(0, 1), crop_pad=0, flip=False,
                 start_batch=0)    shuffled, augmented, endless
   eval_dataset(data, split, batch_size=100, mixed=False)        one pass over a split
-  reward_dataset(data, batch_size, seed, key)                    valid batches from a key
 Datasets yield (images float32 [B,H,W,C] normalised, labels int32 [B]).
+  reward_batch(data, batch_size, seed, key) -> the numpy (images, labels) of a key's reward batch
 """
 import math
 import os
@@ -358,23 +358,12 @@ def eval_dataset(data, split, batch_size=100, mixed=False):
     return _to_batches(idx.batch(batch_size), data, _batch_fn(data, split, 0, False, None))
 
 
-def reward_dataset(data, batch_size, seed, key):
-    """Batches of min(batch_size, N_valid) distinct valid images, no augmentation: batch i is
-    drawn from (seed, key, i), key an int64 [2] tensor (graph.sample_key_of). Its iterator's
-    initializer starts the stream of a key, so the same key gives the same first batch in any
-    run; reading on without a new key gives fresh batches."""
+def reward_batch(data, batch_size, seed, key):
+    """The reward batch of key (int64 [2], graph.sample_key_of): min(batch_size, N_valid)
+    distinct valid images drawn from (seed, key), not augmented, as numpy arrays (float32
+    [B,H,W,C] normalised, int32 [B]). It is fed straight to the eval graph (graph.Graph.feed):
+    one batch per controller sample, with no tf.data iterator to restart for each."""
     n = len(data["labels"]["valid"])
-    b = min(batch_size, n)
+    rng = np.random.default_rng([int(seed) % (1 << 63), *map(int, key)])
     pick = _batch_fn(data, "valid", 0, False, None)
-
-    def fn(i, key):
-        rng = np.random.default_rng([int(seed) % (1 << 63), *map(int, key), int(i)])
-        return pick(rng.choice(n, b, replace=False), 0)
-    s, c = data["img_size"], data["channel"]
-
-    def make(i, key):
-        x, y = tf.numpy_function(fn, [i, key], [tf.float32, tf.int32])
-        x.set_shape([b, s, s, c])
-        y.set_shape([b])
-        return x, y
-    return tf.data.Dataset.from_tensors(key).repeat().enumerate().map(make)
+    return pick(rng.choice(n, min(batch_size, n), replace=False), 0)

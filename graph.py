@@ -43,10 +43,11 @@ class Graph(object):
       eval_init      {"valid", "test": op}: restart that split's eval pass (every example once)
       feed(sess, source, key=None)  the feed_dict that points the eval graph at "valid",
                      "test" or "reward" (a batch of reward_batch_size valid images drawn
-                     from key, the controller's own input; search only)
+                     from key and fed as numpy arrays, the controller's own input; search only)
       eval_correct, eval_count   int32 []: correct predictions and examples in one eval batch
       eval_loss_sum  float32 []: the batch's summed cross-entropy (bench/ranking.py's loss score)
-      eval_images, eval_predictions   the eval batch [N, H, W, C] and its class ids int32 [N]
+      eval_images, eval_labels, eval_predictions   the eval batch float32 [N, H, W, C], its
+                     labels and its predicted class ids int32 [N]
       eval_arc       (normal, reduce) int32 [4B] the eval graph uses; feed them to score a given
                      arc (search; they default to a fresh sample per run)
       global_step, saver, init_op, num_params, num_train_batches, reward_batch_size
@@ -59,7 +60,8 @@ class Graph(object):
                  "eval_count", "eval_images", "eval_predictions", "eval_arc", "global_step", "saver",
                  "init_op", "num_params", "num_train_batches", "reward_batch_size", "cell_seed",
                  "train_cell_step", "epochs_done", "_epochs_done_value", "_set_epochs_done", "_eval_source",
-                 "_handles", "_handle_values", "sample_key", "_reward_key", "uniform_sampler")
+                 "_handles", "_handle_values", "sample_key", "_reward_batch", "uniform_sampler",
+                 "eval_labels")
 
     def __init__(self):
         for name in self.__slots__:
@@ -68,18 +70,18 @@ class Graph(object):
     def feed(self, sess, source, key=None):
         """{eval source placeholder: the string handle of source's iterator in sess}.
 
-        source "reward": also makes the reward batch of key (sample_key_of(...); None draws
-        one) and feeds key as sample_key, so the cell sampled in the run goes with it.
+        source "reward": feeds the reward batch of key (sample_key_of(...); None draws one)
+        in place of the eval iterator's output, and key as sample_key, so the cell sampled in
+        the run goes with it.
         """
-        if self._handle_values is None or self._handle_values[0] is not sess:
-            self._handle_values = (sess, sess.run(self._handles))
-        feed = {self._eval_source: self._handle_values[1][source]}
         if source == "reward":
             if key is None:
                 key = sample_key_of(UNFED_KIND, np.random.randint(1 << 40))
-            sess.run(self.eval_init["reward"], {self._reward_key: key})
-            feed[self.sample_key] = key
-        return feed
+            images, labels = self._reward_batch(key)
+            return {self.eval_images: images, self.eval_labels: labels, self.sample_key: key}
+        if self._handle_values is None or self._handle_values[0] is not sess:
+            self._handle_values = (sess, sess.run(self._handles))
+        return {self._eval_source: self._handle_values[1][source]}
 
     def set_epochs_done(self, sess, epoch):
         sess.run(self._set_epochs_done, {self._epochs_done_value: epoch})
@@ -140,27 +142,27 @@ def _next(dataset):
 def _build_eval(g, flags, child, data, arcs, search):
     """One inference graph for valid, test and (search) the reward batches.
 
-    Each source has its own iterator, and g.feed picks one per run (a string handle), so the
-    child's forward graph is built once. A reward batch is a function of the run's sample_key
-    (data_utils.reward_dataset), as the cell the sampler draws in that run.
+    valid and test have their own iterators, and g.feed picks one per run (a string handle), so
+    the child's forward graph is built once. A reward batch is a function of the run's
+    sample_key (data_utils.reward_batch), as the cell the sampler draws in that run; g.feed
+    feeds it in place of the iterator's output.
     """
     # search BN uses each batch's statistics: its eval batches must mix the classes
     iterators = {s: tf.data.make_initializable_iterator(
         data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)) for s in ("valid", "test")}
     if search:
-        g._reward_key = tf.placeholder(tf.int64, [2], name="reward_key")
         reward_seed = flags.seed if flags.seed is not None else int(np.random.randint(2 ** 31))
-        iterators["reward"] = tf.data.make_initializable_iterator(
-            data_utils.reward_dataset(data, flags.batch_size, reward_seed, g._reward_key))
+        g._reward_batch = lambda key: data_utils.reward_batch(data, flags.batch_size, reward_seed, key)
     g.eval_init = {s: iterators[s].initializer for s in iterators}
     g._handles = {s: it.string_handle() for s, it in iterators.items()}
     g._eval_source = tf.placeholder(tf.string, [], name="eval_source")
     iterator = tf.data.Iterator.from_string_handle(
         g._eval_source, tf.data.get_output_types(iterators["valid"]),
         tf.data.get_output_shapes(iterators["valid"]))
-    g.eval_images, labels = iterator.get_next()
-    g.eval_correct, g.eval_predictions, g.eval_loss_sum = child.build_eval(g.eval_images, labels, *arcs)
-    g.eval_count = tf.shape(labels)[0]
+    g.eval_images, g.eval_labels = iterator.get_next()
+    g.eval_correct, g.eval_predictions, g.eval_loss_sum = child.build_eval(
+        g.eval_images, g.eval_labels, *arcs)
+    g.eval_count = tf.shape(g.eval_labels)[0]
 
 
 def _cell_of_step(g, global_step, num_cells):

@@ -118,9 +118,8 @@ def train_fetches(g):
 
 def controller_phase(sess, g, flags):
     """controller_train_steps updates of controller_num_aggregate samples, as in the search."""
-    c, reward = g.controller, g.feed(sess, "reward")
     for _ in range(flags.controller_train_steps * flags.controller_num_aggregate):
-        sess.run(c.train_op, reward)
+        sess.run(g.controller.train_op, g.feed(sess, "reward"))
 
 
 def shared_curve(args, flags, data):

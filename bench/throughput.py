@@ -133,14 +133,17 @@ def load_data(args, tmp):
 
 
 # ------------------------------------------------------------------------------------ timing
-def timed_runs(sess, fetches, warmup, steps, feed_dict=None):
-    """Runs fetches warmup + steps times; returns ([seconds of each timed run], [their results])."""
+def timed_runs(sess, fetches, warmup, steps, feed=None):
+    """Runs fetches warmup + steps times; returns ([seconds of each timed run], [their results]).
+    feed: a feed_dict, or a function that makes one for each run (timed with the run, as the
+    search's loop pays for it)."""
+    make_feed = feed if callable(feed) else lambda: feed
     for _ in range(warmup):
-        sess.run(fetches, feed_dict)
+        sess.run(fetches, make_feed())
     times, results = [], []
     for _ in range(steps):
         t0 = time.perf_counter()
-        results.append(sess.run(fetches, feed_dict))
+        results.append(sess.run(fetches, make_feed()))
         times.append(time.perf_counter() - t0)
     return times, results
 
@@ -219,7 +222,7 @@ def bench_controller(sess, g, flags, args):
                c.train_op]
     total = flags.controller_train_steps * flags.controller_num_aggregate
     runs = min(max(args.controller_runs, 1), total)
-    times, _ = timed_runs(sess, fetches, args.warmup, runs, g.feed(sess, "reward"))
+    times, _ = timed_runs(sess, fetches, args.warmup, runs, lambda: g.feed(sess, "reward"))
     return statistics.mean(times) * total, runs, total
 
 

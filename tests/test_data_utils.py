@@ -309,31 +309,25 @@ def test_mixed_eval_dataset_every_example_once_in_one_fixed_mixed_order(data):
     np.testing.assert_array_equal(y, data["labels"]["train"][order])
 
 
-def test_reward_dataset_is_a_function_of_the_key(data):
-    """Batches of min(batch, N_valid) distinct valid images: the same key gives the same first
-    batch in any graph, another key another batch; reading on gives fresh batches."""
-    def batches(batch_size, keys, reads=1):
-        with tf.Graph().as_default():
-            key = tf.placeholder(tf.int64, [2])
-            it = tf.data.make_initializable_iterator(data_utils.reward_dataset(data, batch_size, 0, key))
-            nxt = it.get_next()
-            with tf.Session() as sess:
-                out = []
-                for k in keys:
-                    sess.run(it.initializer, {key: k})
-                    out += [sess.run(nxt) for _ in range(reads)]
-                return out
+def test_reward_batch_is_a_function_of_the_key(data):
+    """Batches of min(batch, N_valid) distinct valid images: the same key gives the same batch,
+    another key (either of its two numbers) or another seed another batch."""
+    def batch(batch_size, key, seed=0):
+        return data_utils.reward_batch(data, batch_size, seed, np.array(key, np.int64))
     n_valid = len(data["labels"]["valid"])
-    whole = batches(100, [[1, 0]])[0]
+    whole = batch(100, [1, 0])
     assert len(whole[1]) == n_valid  # capped at the valid set
-    a, b, a_again = batches(4, [[1, 5], [1, 6], [1, 5]])
-    assert a[0].shape == (4, 12, 12, 1)
-    np.testing.assert_array_equal(a[0], a_again[0])
-    assert not np.array_equal(a[0], b[0])
     assert len({img.tobytes() for img in whole[0]}) == n_valid  # distinct images
-    first, second = batches(4, [[1, 5]], reads=2)
-    np.testing.assert_array_equal(first[0], a[0])
-    assert not np.array_equal(first[0], second[0])
+    a = batch(4, [1, 5])
+    assert a[0].shape == (4, 12, 12, 1) and a[0].dtype == np.float32
+    np.testing.assert_array_equal(a[0], batch(4, [1, 5])[0])
+    for other in (batch(4, [1, 6]), batch(4, [2, 5]), batch(4, [1, 5], seed=1)):
+        assert not np.array_equal(a[0], other[0])
+    norm = (data["images"]["valid"].astype(np.float32) - data["mean"]) / data["std"]
+    for img, label in zip(*a):  # each image is a valid image with its own label
+        j = int(np.argmin(np.abs(norm - img).reshape(n_valid, -1).sum(1)))
+        np.testing.assert_array_equal(norm[j], img)
+        assert data["labels"]["valid"][j] == label
 
 
 def test_graph_def_small(data):
