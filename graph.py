@@ -132,7 +132,8 @@ def _make_controller(flags, seed):
         op_tanh_reduce=flags.controller_op_tanh_reduce, temperature=flags.controller_temperature,
         lr=flags.controller_lr, l2_reg=flags.controller_l2_reg,
         entropy_weight=flags.controller_entropy_weight, bl_dec=flags.controller_bl_dec,
-        num_aggregate=flags.controller_num_aggregate)
+        num_aggregate=flags.controller_num_aggregate,
+        advantage_norm=flags.controller_advantage_norm)
 
 
 def _next(dataset):

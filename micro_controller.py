@@ -12,7 +12,7 @@ API
   MicroController(num_branches=5, num_cells=5, lstm_size=64, lstm_num_layers=1,
                   tanh_constant=None, op_tanh_reduce=1.0, temperature=None,
                   lr=0.0035, l2_reg=0.0, entropy_weight=None, bl_dec=0.99,
-                  num_aggregate=10, seed=None, name="controller")
+                  num_aggregate=10, advantage_norm=False, seed=None, name="controller")
     .sample_arc          (normal_arc, reduce_arc), two int32 [4*num_cells]
                          tensors; position 4(l-2)+2i is index_i of node l,
                          4(l-2)+2i+1 is op_i; drawn from TensorFlow's random
@@ -95,7 +95,8 @@ class MicroController(object):
     def __init__(self, num_branches=search_space.NUM_OPS, num_cells=5, lstm_size=64,
                  lstm_num_layers=1, tanh_constant=None, op_tanh_reduce=1.0,
                  temperature=None, lr=0.0035, l2_reg=0.0, entropy_weight=None,
-                 bl_dec=0.99, num_aggregate=10, seed=None, name="controller"):
+                 bl_dec=0.99, num_aggregate=10, advantage_norm=False, seed=None,
+                 name="controller"):
         self.num_branches = num_branches
         self.num_cells = num_cells
         self.lstm_size = lstm_size
@@ -108,6 +109,7 @@ class MicroController(object):
         self.entropy_weight = entropy_weight
         self.bl_dec = bl_dec
         self.num_aggregate = num_aggregate
+        self.advantage_norm = advantage_norm
         self.name = name
         self.logits_width = max(num_cells + 1, num_branches)
         self._create_params()
@@ -284,8 +286,10 @@ class MicroController(object):
     def _build_baseline(self):
         """reward, and the baseline EMA updated as a control dep of reward.
 
-        Sets self.reward (scalar), self.baseline_var (variable) and
-        self.baseline (its value after this run's update, scalar).
+        Sets self.reward (scalar), self.baseline_var (variable), self.baseline
+        (its value after this run's update, scalar), self.advantage (scalar:
+        reward - baseline, over advantage_scale with advantage_norm) and
+        self.moving_stats (the variables a sample moves outside the gradient).
         """
         reward = self.valid_acc
         if self.entropy_weight is not None:
@@ -299,11 +303,32 @@ class MicroController(object):
             self.reward = tf.identity(reward, name="reward")
             self.baseline = tf.identity(self.baseline_var.read_value(),
                                         name="baseline")
+        self.advantage = tf.stop_gradient(self.reward) - self.baseline
+        self.moving_stats = [self.baseline_var]
+        if self.advantage_norm:
+            self.advantage = self.advantage / self._advantage_scale()
+
+    def _advantage_scale(self):
+        """The running root mean square of the advantage (float32 scalar), an EMA
+        with the baseline's decay that starts at the first sample's square.
+
+        With it the update's size no longer depends on the reward's scale:
+        advantages of about 0.01 (a young shared child's accuracies differ by a
+        point or two) give Adam gradients below its epsilon (1e-3), so the
+        controller barely moves at its learning rate.
+        """
+        square = tf.get_variable(
+            "advantage_square", [], tf.float32,
+            initializer=tf.zeros_initializer(), trainable=False)
+        advantage_sq = tf.square(self.advantage)
+        new = tf.where(tf.equal(square, 0.0), advantage_sq,
+                       square - (1.0 - self.bl_dec) * (square - advantage_sq))
+        self.moving_stats.append(square)
+        return tf.sqrt(square.assign(new)) + 1e-6
 
     def _build_loss(self, tf_variables):
-        """loss = sum(-log pi) * (reward - baseline) [+ l2]; scalar."""
-        advantage = tf.stop_gradient(self.reward) - self.baseline
-        loss = self.sample_log_prob * advantage
+        """loss = sum(-log pi) * advantage [+ l2]; scalar."""
+        loss = self.sample_log_prob * self.advantage
         if self.l2_reg > 0:
             l2 = tf.add_n([tf.reduce_sum(v ** 2) for v in tf_variables])
             loss = loss + self.l2_reg * l2
@@ -314,8 +339,9 @@ class MicroController(object):
         (apply_in_train_op), else leaves that to apply_op.
 
         Sets grads, grad_norm, accum_count, optimizer, train_step, train_op,
-        baseline_applied, reset_op (drops a partial update: its gradients and its
-        moves of the baseline) and (not apply_in_train_op) apply_op.
+        applied_stats, reset_op (drops a partial update: its gradients and its
+        moves of the baseline and the advantage scale) and (not
+        apply_in_train_op) apply_op.
         """
         grads = tf.gradients(self.loss, tf_variables)
         # Dense: w_emb's gradient is IndexedSlices (embedding_lookup).
@@ -334,13 +360,15 @@ class MicroController(object):
             "train_step", [], tf.int64, initializer=zeros, trainable=False)
         self.optimizer = tf.train.AdamOptimizer(
             self.lr, beta1=0.0, beta2=0.999, epsilon=1e-3, use_locking=True)
-        # the baseline as the last applied update left it: a dropped partial update's samples
-        # moved the baseline too, and reset_op takes that back
-        self.baseline_applied = tf.get_variable(
-            "baseline_applied", [], tf.float32, initializer=zeros, trainable=False)
+        # the moving statistics as the last applied update left them ("baseline_applied", ...):
+        # a dropped partial update's samples moved them too, and reset_op takes that back
+        self.applied_stats = [tf.get_variable(
+            v.op.name.split("/")[-1] + "_applied", [], tf.float32, initializer=zeros,
+            trainable=False) for v in self.moving_stats]
         self.reset_op = tf.group(
             tf.variables_initializer(self.accumulators + [self.accum_count]),
-            self.baseline_var.assign(self.baseline_applied), name="reset_accumulators")
+            *[v.assign(a) for v, a in zip(self.moving_stats, self.applied_stats)],
+            name="reset_accumulators")
         adds = [a.assign_add(g) for a, g in zip(self.accumulators, self.grads)]
         with tf.control_dependencies(adds):
             count = self.accum_count.assign_add(1)
@@ -369,7 +397,7 @@ class MicroController(object):
         with tf.control_dependencies([step]):
             resets = [a.assign(tf.zeros_like(a)) for a in self.accumulators]
             resets.append(self.accum_count.assign(0))
-            resets.append(self.baseline_applied.assign(self.baseline_var.read_value()))
+            resets += [a.assign(v.read_value()) for v, a in zip(self.moving_stats, self.applied_stats)]
         with tf.control_dependencies(resets):
             counted = self.train_step.assign_add(1)
         with tf.control_dependencies([counted]):

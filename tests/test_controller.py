@@ -170,6 +170,37 @@ def test_reinforce_gradient_is_the_advantage_times_grad_log_pi():
     np.testing.assert_allclose(grad[0], (reward - baseline) * expected, rtol=1e-4, atol=1e-7)
 
 
+def test_advantage_norm_divides_by_the_running_rms_and_reset_takes_it_back():
+    """--controller_advantage_norm: advantage = (R - b) / sqrt(EMA of (R - b)^2), the EMA
+    starting at the first square; the accumulated gradient is that advantage times
+    d(sum -log pi); reset_op restores the square as the baseline."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(2)
+        acc = tf.placeholder(tf.float32, [])
+        ctrl = MicroController(num_cells=2, bl_dec=0.5, advantage_norm=True)
+        ctrl.build_trainer(acc)
+        params = _controller_vars(graph)
+        grad_log_prob = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)  # dense
+                         for g, v in zip(tf.gradients(ctrl.sample_log_prob, params), params)]
+        square = [v for v in ctrl.moving_stats if v.op.name.endswith("advantage_square")][0]
+    sess = _session(graph)
+    expected_square = 0.0
+    for reward, expected_baseline in ((0.8, 0.4), (0.2, 0.3)):
+        advantage, baseline, grads, d_log_prob = sess.run(
+            [ctrl.advantage, ctrl.baseline, ctrl.grads, grad_log_prob], {acc: reward})
+        raw = reward - expected_baseline
+        expected_square = raw ** 2 if expected_square == 0 else 0.5 * expected_square + 0.5 * raw ** 2
+        np.testing.assert_allclose(baseline, expected_baseline, rtol=1e-6)
+        np.testing.assert_allclose(advantage, raw / np.sqrt(expected_square), rtol=1e-4)
+        for g, d in zip(grads, d_log_prob):
+            np.testing.assert_allclose(g, advantage * d, rtol=1e-4, atol=1e-7)
+    assert abs(advantage) < 1.0  # the second advantage is scaled by both samples' RMS
+    sess.run(ctrl.reset_op)
+    assert sess.run([square, ctrl.baseline_var]) == [0.0, 0.0]
+    sess.close()
+
+
 def test_gradients_accumulate_and_apply_every_num_aggregate():
     graph = tf.Graph()
     with graph.as_default():
