@@ -19,7 +19,6 @@
    valid accuracy with 95 % bootstrap intervals, and the top-1 regret: the best retrained valid
    accuracy among the cells against that of the cell the shared weights rank first.
 """
-import json
 import os
 import shlex
 import sys
@@ -165,19 +164,6 @@ def train_shared_child(args, work_dir):
     return search_dir
 
 
-def retrained(args, work_dir, arc):
-    """(valid_acc, test_acc) of arc retrained alone; cached in work_dir/retrained.json."""
-    cache_path = os.path.join(work_dir, "retrained.json")
-    cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}
-    key = "{} | {} epochs | {}".format(arc, args.retrain_epochs, args.retrain_args)
-    if key not in cache:
-        name = "retrain_{}".format(len(cache))
-        cache[key] = search_quality.retrain(args, work_dir, name, arc)
-        with open(cache_path, "w") as f:
-            json.dump(cache, f, indent=1)
-    return tuple(cache[key])
-
-
 def print_report(args, arcs, shared, valid, test):
     print("\nshared score: {}{}".format(args.score, ", after {} fine-tuning steps per cell".format(
         args.finetune_steps) if args.finetune_steps else ""))
@@ -202,7 +188,8 @@ def main(argv=None):
     arcs = [search_space.random_arc_string(args.num_cells, rng) for _ in range(args.num_candidates)]
     search_dir = train_shared_child(args, work_dir)
     shared = np.array(shared_scores(args, search_dir, arcs))
-    valid, test = (np.array(v) for v in zip(*[retrained(args, work_dir, arc) for arc in arcs]))
+    valid, test = (np.array(v) for v in zip(*[search_quality.retrained(args, work_dir, arc)
+                                             for arc in arcs]))
     print_report(args, arcs, shared, valid, test)
     print("(work_dir: {})".format(work_dir))
 

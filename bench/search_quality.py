@@ -13,9 +13,13 @@ Runs, each as the command a user would type:
 Prints one table (cell, source, retrained valid and test accuracy) and the margin of each searched
 cell over the mean of the random cells, in units of their standard deviation too.
 DIR holds train/, valid/ and test/ class folders (bench/make_dataset.py makes harder ones than the
-shipped digits). Outputs go to --work_dir (default: a temp folder, deleted at the end).
+shipped digits). Outputs go to --work_dir (default: a temp folder, deleted at the end); rerun
+with the same --work_dir, it reuses the searches and retrainings it already has, so a variant
+(other --search_args) costs its own search and its cell's retraining only.
 """
 import argparse
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -77,14 +81,31 @@ def run(script, flags, log_path):
     return r.stdout
 
 
-def search(args, work_dir, name, extra):
-    """Runs a search into work_dir/name; returns its best arc string."""
-    out = os.path.join(work_dir, name)
-    run("main_controller_child_trainer.py", common_flags(args) + [
-        "--num_epochs", str(args.search_epochs), "--output_dir", out] + extra +
-        shlex.split(args.search_args), out + ".log")
+def search(args, work_dir, kind, extra):
+    """Runs a search into work_dir (once per kind, seed, epochs and --search_args: a rerun with the
+    same settings reads its best_arc.txt); returns its best arc string."""
+    settings = " ".join([str(args.seed), str(args.search_epochs), args.search_args] + extra)
+    out = os.path.join(work_dir, "search_{}_seed{}_{}".format(
+        kind, args.seed, hashlib.sha1(settings.encode()).hexdigest()[:8]))
+    if not os.path.exists(os.path.join(out, "best_arc.txt")):
+        run("main_controller_child_trainer.py", common_flags(args) + [
+            "--num_epochs", str(args.search_epochs), "--output_dir", out] + extra +
+            shlex.split(args.search_args), out + ".log")
     with open(os.path.join(out, "best_arc.txt")) as f:
         return f.read().strip()
+
+
+def retrained(args, work_dir, arc):
+    """(valid_acc, test_acc) of arc retrained alone; cached in work_dir/retrained.json by arc,
+    seed, budget and --retrain_args, so variants that share cells retrain nothing twice."""
+    cache_path = os.path.join(work_dir, "retrained.json")
+    cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}
+    key = "{} | seed {} | {} epochs | {}".format(arc, args.seed, args.retrain_epochs, args.retrain_args)
+    if key not in cache:
+        cache[key] = retrain(args, work_dir, "retrain_{}".format(len(cache)), arc)
+        with open(cache_path, "w") as f:
+            json.dump(cache, f, indent=1)
+    return tuple(cache[key])
 
 
 def retrain(args, work_dir, name, arc):
@@ -121,14 +142,13 @@ def main(argv=None):
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="search_quality_")
     os.makedirs(work_dir, exist_ok=True)
     try:
-        cells = [("enas", "search (controller)", search(args, work_dir, "search_enas", [])),
+        cells = [("enas", "search (controller)", search(args, work_dir, "enas", [])),
                  ("rs-ws", "random search + weight sharing",
-                  search(args, work_dir, "search_random", ["--random_search"]))]
+                  search(args, work_dir, "random", ["--random_search"]))]
         rng = np.random.default_rng(args.seed)
         cells += [("random_{}".format(i), "random", search_space.random_arc_string(args.num_cells, rng))
                   for i in range(args.num_random)]
-        rows = [(name, source, arc) + retrain(args, work_dir, "retrain_" + name, arc)
-                for name, source, arc in cells]
+        rows = [(name, source, arc) + retrained(args, work_dir, arc) for name, source, arc in cells]
         print_table(rows)
     finally:
         if not args.work_dir:

@@ -518,12 +518,13 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     monkeypatch.setattr(search_quality, "run", run)
     small = "--child_num_layers 0 --child_out_filters 4 --batch_size 16"
     work = tmp_path / "work"
-    search_quality.main([
+    argv = [
         "--data_dir", os.path.dirname(search_data[0]), "--img_size", "8", "--num_cells", "1",
         "--search_epochs", "1", "--retrain_epochs", "1", "--num_random", "2",
         "--search_args", small + " --controller_train_steps 1 --controller_num_aggregate 1 "
                                  "--controller_num_final_arcs 2",
-        "--retrain_args", small + " --n_aug_img 1", "--work_dir", str(work)])
+        "--retrain_args", small + " --n_aug_img 1", "--work_dir", str(work)]
+    search_quality.main(argv)
     stdout = capsys.readouterr().out
     rows = re.findall(r"^(enas|rs-ws|random_\d)\s+.*?\s([01]\.\d{4})\s+([01]\.\d{4})\s+([\d ]+)$",
                       stdout, re.M)
@@ -531,9 +532,13 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     for name, valid, test, arc in rows:
         search_space.parse_arc(arc, 1)
     for name in ("enas", "rs-ws"):
-        with open(work / ("search_" + {"enas": "enas", "rs-ws": "random"}[name]) / "best_arc.txt") as f:
+        search_dir, = work.glob("search_{}_seed0_*".format({"enas": "enas", "rs-ws": "random"}[name]))
+        with open(search_dir / "best_arc.txt") as f:
             assert f.read().strip() == [row[3] for row in rows if row[0] == name][0].strip()
     assert len(re.findall(r"^  (enas|rs-ws) \(.*\): [+-]\d\.\d{4}", stdout, re.M)) == 4
+    monkeypatch.setattr(search_quality, "run", None)  # a rerun reuses every search and retraining
+    search_quality.main(argv)
+    assert capsys.readouterr().out == stdout
 
 
 def test_export_only_exports_the_checkpoint_and_trains_nothing(runner, final_run, final_data,
