@@ -13,12 +13,15 @@
    the whole valid set; --score loss: minus the mean valid cross-entropy instead of the
    accuracy), after --finetune_steps training steps on that cell alone when set (the
    shared weights are restored before each cell, so every cell starts from the same weights);
-4. retrains each alone with main_child_trainer.py at one budget (cached in --work_dir by arc and
-   flags, so variants that share cells and budget retrain nothing twice);
+4. retrains each alone with main_child_trainer.py at one budget (cached in --work_dir by arc,
+   seed and flags, so variants that share cells and budget retrain nothing twice); with
+   --retrain_seeds N, once per seed, and takes the mean;
 5. prints a row per cell, Kendall's tau and Spearman's rho between shared score and retrained
    valid accuracy with 95 % bootstrap intervals, and the top-1 regret: the best retrained valid
-   accuracy among the cells against that of the cell the shared weights rank first.
+   accuracy among the cells against that of the cell the shared weights rank first; with N >= 2,
+   the tau between two seeds' retrainings, the most any shared score can be expected to reach.
 """
+import argparse
 import os
 import shlex
 import sys
@@ -45,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--finetune_steps", type=int, default=0,
                    help="training steps on each cell alone before it is scored")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the cells")
+    p.add_argument("--retrain_seeds", type=int, default=1,
+                   help="retrain each cell with seeds --seed .. --seed + N - 1 and rank by the mean; "
+                        "N >= 2 also prints the agreement of two retrainings (the noise ceiling)")
     return p.parse_args(argv)
 
 
@@ -164,6 +170,24 @@ def train_shared_child(args, work_dir):
     return search_dir
 
 
+def retrained_by_seed(args, work_dir, arcs):
+    """(valid, test): float arrays [retrain_seeds, K] of each arc retrained alone with each seed
+    (search_quality.retrained, cached)."""
+    runs = [[search_quality.retrained(argparse.Namespace(**dict(vars(args), seed=args.seed + k)),
+                                      work_dir, arc) for arc in arcs]
+            for k in range(args.retrain_seeds)]
+    return np.array([[r[0] for r in row] for row in runs]), np.array([[r[1] for r in row] for row in runs])
+
+
+def print_noise_ceiling(valid_by_seed):
+    """Kendall tau between the first two seeds' retrained valid accuracies: how well one
+    retraining ranks the cells as another does, a ceiling for any shared score's tau."""
+    if len(valid_by_seed) >= 2:
+        print("retraining noise: Kendall tau {:+.3f} between seeds' retrained valid accuracies "
+              "(mean |difference| {:.4f})".format(kendall_tau(valid_by_seed[0], valid_by_seed[1]),
+                                                  np.mean(np.abs(valid_by_seed[0] - valid_by_seed[1]))))
+
+
 def print_report(args, arcs, shared, valid, test):
     print("\nshared score: {}{}".format(args.score, ", after {} fine-tuning steps per cell".format(
         args.finetune_steps) if args.finetune_steps else ""))
@@ -188,9 +212,9 @@ def main(argv=None):
     arcs = [search_space.random_arc_string(args.num_cells, rng) for _ in range(args.num_candidates)]
     search_dir = train_shared_child(args, work_dir)
     shared = np.array(shared_scores(args, search_dir, arcs))
-    valid, test = (np.array(v) for v in zip(*[search_quality.retrained(args, work_dir, arc)
-                                             for arc in arcs]))
-    print_report(args, arcs, shared, valid, test)
+    valid_by_seed, test_by_seed = retrained_by_seed(args, work_dir, arcs)
+    print_report(args, arcs, shared, valid_by_seed.mean(0), test_by_seed.mean(0))
+    print_noise_ceiling(valid_by_seed)
     print("(work_dir: {})".format(work_dir))
 
 

@@ -53,3 +53,18 @@ def test_each_cell_is_scored_from_the_shared_weights_the_search_left():
     scores = ranking.score_cells(["a", "b", "a"], lambda: weights.update(w=0), tune,
                                  lambda arc: (arc, weights["w"]))
     assert scores == [("a", 3), ("b", 3), ("a", 3)]
+
+
+def test_each_cell_is_retrained_with_each_seed_and_ranked_by_the_mean(monkeypatch, capsys):
+    """--retrain_seeds 2: every cell retrained with --seed and --seed + 1 (the other flags kept);
+    the noise ceiling is the tau between the two seeds' valid accuracies."""
+    table = {("a", 5): (0.9, 0.8), ("b", 5): (0.7, 0.6), ("a", 6): (0.5, 0.5), ("b", 6): (0.9, 0.9)}
+    monkeypatch.setattr(ranking.search_quality, "retrained",
+                        lambda args, work_dir, arc: table[(arc, args.seed)])
+    args = ranking.parse_args(["--data_dir", "d", "--seed", "5", "--retrain_seeds", "2"])
+    valid, test = ranking.retrained_by_seed(args, "w", ["a", "b"])
+    np.testing.assert_allclose(valid.mean(0), [0.7, 0.8])
+    np.testing.assert_allclose(test, [[0.8, 0.6], [0.5, 0.9]])
+    assert args.seed == 5
+    ranking.print_noise_ceiling(valid)
+    assert "Kendall tau -1.000" in capsys.readouterr().out
