@@ -271,27 +271,26 @@ def describe(error):
            "last checkpoint is kept".format(type(error).__name__)
 
 
-def cell_line(result):
-    """'cell of step S: <arc>' for a cluster search's train fetches (cell_step, normal_arc,
-    reduce_arc): which cell this process trained in that run."""
-    return "cell of step {}: {}".format(result["cell_step"], search_space.arc_to_string(
-        result["normal_arc"], result["reduce_arc"]))
+def cell_line(cell_step, normal_arc, reduce_arc):
+    """'cell of step S: <arc>' for the values of a search's graph.Train.cell in a training run:
+    which cell this process trained in that run."""
+    return "cell of step {}: {}".format(cell_step, search_space.arc_to_string(normal_arc, reduce_arc))
 
 
 def worker_steps(sess, train, step, end_step, log_every, sync):
-    """A non-chief worker's child steps from global step `step` until it reaches end_step (writes
-    nothing); returns the global step. sync.own_steps counts this worker's steps."""
+    """A non-chief worker's child steps (train: a graph.Train) from global step `step` until it
+    reaches end_step (writes nothing); returns the global step. sync.own_steps counts this
+    worker's steps."""
     task = sync.cluster.task_index
-    fetches = {k: v for k, v in train.items()
-               if k in ("loss", "step", "train_op", "cell_step", "normal_arc", "reduce_arc")}
+    fetches = (train.loss, train.step, train.train_op, train.cell or ())
     while step < end_step:
-        r = sess.run(fetches, options=sync.run_options())
-        step, sync.own_steps = int(r["step"]), sync.own_steps + 1
+        loss, step, _, cell = sess.run(fetches, options=sync.run_options())
+        step, sync.own_steps = int(step), sync.own_steps + 1
         if sync.own_steps % log_every == 0:
             print("worker {} own_step = {:<6d} global_step = {:<6d} loss = {:.6f}".format(
-                task, sync.own_steps, step, r["loss"]), flush=True)
-            if "cell_step" in r:
-                print("worker {} {}".format(task, cell_line(r)), flush=True)
+                task, sync.own_steps, step, loss), flush=True)
+            if cell:
+                print("worker {} {}".format(task, cell_line(*cell)), flush=True)
     return step
 
 

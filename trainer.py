@@ -241,12 +241,10 @@ class Loop(object):
         self.arcs_path = os.path.join(FLAGS.output_dir, "arcs.tsv")
         self.writer = tf.summary.FileWriter(FLAGS.output_dir)  # TensorBoard scalars, no graph
         self.epoch_losses, self.controller_state = [], {}
-        self.train_fetches = {k: g.train[k] for k in ("loss", "step", "lr", "grad_norm", "train_acc",
-                                                      "batch", "train_op")}
-        if sync:
-            self.train_fetches["worker_steps"] = sync.worker_steps
-            self.train_fetches.update({k: g.train[k] for k in ("cell_step", "normal_arc", "reduce_arc")
-                                       if k in g.train})
+        t = g.train
+        self.train_fetches = [t.loss, t.step, t.lr, t.grad_norm, t.train_acc, t.batch, t.train_op]
+        # a cluster's chief also watches the workers' step counts and logs the cell of the step
+        self.cluster_fetches = (sync.worker_steps, t.cell or ()) if sync else ((), ())
 
     def summarize(self, step, values):
         """Writes {tag: number} as TensorBoard scalars at `step` (no extra graph ops or runs)."""
@@ -296,11 +294,11 @@ class Loop(object):
     def child_step(self, prev_step):
         """One training step of the child (search: on a freshly sampled architecture); returns the
         global step after it (on a cluster, other workers' updates may have moved it further)."""
-        r = self.sess.run(self.train_fetches, options=self.sync.run_options() if self.sync else None)
+        (loss, step, lr, grad_norm, train_acc, batch, _), (worker_steps, cell) = self.sess.run(
+            (self.train_fetches, self.cluster_fetches), options=self.sync.run_options() if self.sync else None)
+        step = int(step)
         if self.sync:
-            self.sync.check_workers(r["worker_steps"])
-        loss, step, lr, grad_norm, train_acc, batch = (
-            r["loss"], int(r["step"]), r["lr"], r["grad_norm"], r["train_acc"], r["batch"])
+            self.sync.check_workers(worker_steps)
         self.epoch_losses.append(loss)
         if not math.isfinite(loss):
             raise NonFiniteLoss("child loss is {} at step {}; stopped, the last checkpoint in {} is "
@@ -316,8 +314,8 @@ class Loop(object):
                   "tr_acc = {:<3d}/{:>3d} mins = {:<10.2f}".format(
                       step // self.num_train_batches, step, loss, lr, grad_norm, train_acc, batch,
                       self.mins()))
-            if "cell_step" in r:
-                print(cluster_lib.cell_line(r))
+            if cell:
+                print(cluster_lib.cell_line(*cell))
         return step
 
     def end_of_epoch(self, step):

@@ -151,7 +151,7 @@ def timed_runs(sess, fetches, warmup, steps, feed=None):
 def train_fetches(g):
     """The fetches of trainer.Loop.child_step."""
     t = g.train
-    return [t["loss"], t["lr"], t["grad_norm"], t["train_acc"], t["batch"], t["train_op"]]
+    return [t.loss, t.lr, t.grad_norm, t.train_acc, t.batch, t.train_op]
 
 
 def open_session(flags, data, arc=None):
