@@ -10,6 +10,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 import data_utils
+import recompute
 from micro_child import MicroChild
 from micro_controller import MicroController, UniformSampler
 
@@ -126,20 +127,27 @@ def session_config(flags, search=True):
 
     Grappler (TensorFlow's graph optimizer) is off otherwise: on these graphs it cost start-up
     time and memory for every new fetch signature and made no step faster (README, engineering
-    notes), and the search child's recomputed layers need it off (recompute.py).
+    notes), and the search child's recomputed layers need it off (recompute.configure).
     """
     config = tf.ConfigProto(allow_soft_placement=True)
-    rewrite = config.graph_options.rewrite_options
-    precision = "none" if search else flags.mixed_precision
+    if search:
+        recompute.configure(config)
+    else:
+        _set_precision(config.graph_options.rewrite_options, flags.mixed_precision)
+    if flags.num_threads:
+        config.intra_op_parallelism_threads = flags.num_threads
+        config.inter_op_parallelism_threads = flags.num_threads
+    return config
+
+
+def _set_precision(rewrite, precision):
+    """Grappler's rewrite options (a RewriterConfig) for a retraining's --mixed_precision: off for
+    "none", else on with its auto-mixed-precision rewrite."""
     rewrite.disable_meta_optimizer = precision == "none"
     if precision == "mixed_bfloat16":
         rewrite.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     elif precision == "mixed_float16":
         rewrite.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
-    if flags.num_threads:
-        config.intra_op_parallelism_threads = flags.num_threads
-        config.inter_op_parallelism_threads = flags.num_threads
-    return config
 
 
 def _make_child(flags, data, fixed_arc, num_train_batches):

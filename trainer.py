@@ -26,6 +26,7 @@ import enas_flags
 import export
 import graph as graph_lib
 import progress
+import recompute
 import records
 import scoring
 import search_space
@@ -195,6 +196,7 @@ def open_session(g, sync):
     """A session with the latest checkpoint in output_dir restored, or freshly initialised; on a
     cluster's worker, one that waits for the chief to do that."""
     config = graph_lib.session_config(FLAGS, search=g.controller is not None)
+    recompute.check_config(config, tf.get_default_graph())
     if sync:
         return sync.open_session(config, lambda sess: restore_or_init(sess, g))
     sess = tf.Session(config=config)
