@@ -184,21 +184,10 @@ class SyncTraining(object):
         is done (at most timeout_secs)."""
         global _session_open
         _session_open = True
-        c = self.cluster
-        server = _server(c, server_config)
-        config = c.session_config(server_config)
-        if not c.is_chief:
-            ready_op = tf.report_uninitialized_variables()
-            ready_op.mark_used()  # tf_should_use would warn at exit; the SessionManager runs it
-            manager = tf.train.SessionManager(
-                local_init_op=self.optimizer.local_step_init_op, ready_op=ready_op,
-                ready_for_local_init_op=self.optimizer.ready_for_local_init_op)
-            sess = manager.wait_for_session(server.target, config=config,
-                                            max_wait_secs=c.timeout_secs + STARTUP_SECS)
-            if sess is None:
-                raise ClusterError("worker {}: the chief (worker 0) did not initialise the variables within "
-                                   "{} s".format(c.task_index, c.timeout_secs + STARTUP_SECS))
-            return sess
+        server = _server(self.cluster, server_config)
+        config = self.cluster.session_config(server_config)
+        if not self.cluster.is_chief:
+            return self._wait_for_chief(server, config)
         self.optimizer.ready_for_local_init_op.mark_used()  # the workers' check, not the chief's
         sess = tf.Session(server.target, config=config)
         restore_or_init(sess)
@@ -208,6 +197,22 @@ class SyncTraining(object):
         self.coordinator = tf.train.Coordinator()
         self.optimizer.get_chief_queue_runner().create_threads(
             sess, coord=self.coordinator, daemon=True, start=True)
+        return sess
+
+    def _wait_for_chief(self, server, config):
+        """A worker's session on server (a tf.distribute.Server), once the chief has restored or
+        initialised the variables; ClusterError after timeout_secs + STARTUP_SECS."""
+        c = self.cluster
+        ready_op = tf.report_uninitialized_variables()
+        ready_op.mark_used()  # tf_should_use would warn at exit; the SessionManager runs it
+        manager = tf.train.SessionManager(
+            local_init_op=self.optimizer.local_step_init_op, ready_op=ready_op,
+            ready_for_local_init_op=self.optimizer.ready_for_local_init_op)
+        sess = manager.wait_for_session(server.target, config=config,
+                                        max_wait_secs=c.timeout_secs + STARTUP_SECS)
+        if sess is None:
+            raise ClusterError("worker {}: the chief (worker 0) did not initialise the variables within "
+                               "{} s".format(c.task_index, c.timeout_secs + STARTUP_SECS))
         return sess
 
     def wait_secs(self, sess):
