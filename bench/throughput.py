@@ -149,7 +149,7 @@ def timed_runs(sess, fetches, warmup, steps, feed=None):
 
 
 def train_fetches(g):
-    """The fetches of trainer.Loop.child_step."""
+    """The fetches of loop.ChildSteps.run."""
     t = g.train
     return [t.loss, t.lr, t.grad_norm, t.train_acc, t.batch, t.train_op]
 
