@@ -38,7 +38,8 @@ class ControllerPhase(object):
     def __init__(self, sess, g, flags, records, mins, sync=None):
         """g: a search's graph.Graph; records: an evaluation.Records; mins() -> minutes since the
         loop started (log lines); sync: the cluster.SyncTraining of a cluster's chief, else None."""
-        self.sess, self.g, self.flags, self.records, self.mins, self.sync = sess, g, flags, records, mins, sync
+        self.sess, self.g, self.flags, self.records = sess, g, flags, records
+        self.mins, self.sync = mins, sync
         self.state = {}
 
     def end_of_epoch(self, epoch):
@@ -56,7 +57,8 @@ class ControllerPhase(object):
         """Updates the controller until its train_step is controller_updates_by(epoch), each of
         controller_num_aggregate samples: in one process that many runs of train_op per update;
         on a cluster this chief's share (cluster.controller_phase)."""
-        c, end, n = self.g.controller, controller_updates_by(self.flags, epoch), self.flags.controller_num_aggregate
+        c, n = self.g.controller, self.flags.controller_num_aggregate
+        end = controller_updates_by(self.flags, epoch)
         done = int(self.sess.run(c.train_step))
         updates = max(end - done, 0)
         started = time.time()

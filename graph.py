@@ -1,6 +1,7 @@
 """Builds the whole TensorFlow graph of a run: input pipelines, child, controller, eval, saver.
 
-build(flags, data, fixed_arc, sync=None, start_step=0) -> Graph (its docstring lists what it holds).
+build(flags, data, fixed_arc, sync=None, start_step=0) -> Graph (its docstring lists what it holds);
+    Graph.train is a Train, the child's training tensors as named fields.
 session_config(flags, search) -> the session's ConfigProto.
 """
 import utils  # noqa: F401  (first: TensorFlow's quiet import and its CPU allocator)
@@ -30,7 +31,7 @@ class Train(object):
       loss         float32 []: cross-entropy + 0.4 aux cross-entropy, without L2 (the original's log)
       train_op     one update of the child's weights; on a cluster, the update followed by
                    counting this worker's step (cluster.SyncTraining.count_steps)
-      lr, grad_norm   float32 []: the step's learning rate and gradient norm before clipping
+      lr, grad_norm   float32 []: the step's learning rate and global gradient norm before clipping
       train_acc    int32 []: correct predictions in the batch (a count)
       batch        int32 []: examples in the batch
       step         int64 []: the global step after train_op
