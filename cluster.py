@@ -184,21 +184,10 @@ class SyncTraining(object):
         is done (at most timeout_secs)."""
         global _session_open
         _session_open = True
-        c = self.cluster
-        server = _server(c, server_config)
-        config = c.session_config(server_config)
-        if not c.is_chief:
-            ready_op = tf.report_uninitialized_variables()
-            ready_op.mark_used()  # tf_should_use would warn at exit; the SessionManager runs it
-            manager = tf.train.SessionManager(
-                local_init_op=self.optimizer.local_step_init_op, ready_op=ready_op,
-                ready_for_local_init_op=self.optimizer.ready_for_local_init_op)
-            sess = manager.wait_for_session(server.target, config=config,
-                                            max_wait_secs=c.timeout_secs + STARTUP_SECS)
-            if sess is None:
-                raise ClusterError("worker {}: the chief (worker 0) did not initialise the variables within "
-                                   "{} s".format(c.task_index, c.timeout_secs + STARTUP_SECS))
-            return sess
+        server = _server(self.cluster, server_config)
+        config = self.cluster.session_config(server_config)
+        if not self.cluster.is_chief:
+            return self._wait_for_chief(server, config)
         self.optimizer.ready_for_local_init_op.mark_used()  # the workers' check, not the chief's
         sess = tf.Session(server.target, config=config)
         restore_or_init(sess)
@@ -208,6 +197,22 @@ class SyncTraining(object):
         self.coordinator = tf.train.Coordinator()
         self.optimizer.get_chief_queue_runner().create_threads(
             sess, coord=self.coordinator, daemon=True, start=True)
+        return sess
+
+    def _wait_for_chief(self, server, config):
+        """A worker's session on server (a tf.distribute.Server), once the chief has restored or
+        initialised the variables; ClusterError after timeout_secs + STARTUP_SECS."""
+        c = self.cluster
+        ready_op = tf.report_uninitialized_variables()
+        ready_op.mark_used()  # tf_should_use would warn at exit; the SessionManager runs it
+        manager = tf.train.SessionManager(
+            local_init_op=self.optimizer.local_step_init_op, ready_op=ready_op,
+            ready_for_local_init_op=self.optimizer.ready_for_local_init_op)
+        sess = manager.wait_for_session(server.target, config=config,
+                                        max_wait_secs=c.timeout_secs + STARTUP_SECS)
+        if sess is None:
+            raise ClusterError("worker {}: the chief (worker 0) did not initialise the variables within "
+                               "{} s".format(c.task_index, c.timeout_secs + STARTUP_SECS))
         return sess
 
     def wait_secs(self, sess):
@@ -271,27 +276,26 @@ def describe(error):
            "last checkpoint is kept".format(type(error).__name__)
 
 
-def cell_line(result):
-    """'cell of step S: <arc>' for a cluster search's train fetches (cell_step, normal_arc,
-    reduce_arc): which cell this process trained in that run."""
-    return "cell of step {}: {}".format(result["cell_step"], search_space.arc_to_string(
-        result["normal_arc"], result["reduce_arc"]))
+def cell_line(cell_step, normal_arc, reduce_arc):
+    """'cell of step S: <arc>' for the values of a search's graph.Train.cell in a training run:
+    which cell this process trained in that run."""
+    return "cell of step {}: {}".format(cell_step, search_space.arc_to_string(normal_arc, reduce_arc))
 
 
 def worker_steps(sess, train, step, end_step, log_every, sync):
-    """A non-chief worker's child steps from global step `step` until it reaches end_step (writes
-    nothing); returns the global step. sync.own_steps counts this worker's steps."""
+    """A non-chief worker's child steps (train: a graph.Train) from global step `step` until it
+    reaches end_step (writes nothing); returns the global step. sync.own_steps counts this
+    worker's steps."""
     task = sync.cluster.task_index
-    fetches = {k: v for k, v in train.items()
-               if k in ("loss", "step", "train_op", "cell_step", "normal_arc", "reduce_arc")}
+    fetches = (train.loss, train.step, train.train_op, train.cell or ())
     while step < end_step:
-        r = sess.run(fetches, options=sync.run_options())
-        step, sync.own_steps = int(r["step"]), sync.own_steps + 1
+        loss, step, _, cell = sess.run(fetches, options=sync.run_options())
+        step, sync.own_steps = int(step), sync.own_steps + 1
         if sync.own_steps % log_every == 0:
             print("worker {} own_step = {:<6d} global_step = {:<6d} loss = {:.6f}".format(
-                task, sync.own_steps, step, r["loss"]), flush=True)
-            if "cell_step" in r:
-                print("worker {} {}".format(task, cell_line(r)), flush=True)
+                task, sync.own_steps, step, loss), flush=True)
+            if cell:
+                print("worker {} {}".format(task, cell_line(*cell)), flush=True)
     return step
 
 

@@ -1,6 +1,7 @@
 """The run's own exception types and the write guard (no TensorFlow needed to raise or catch them).
 
   UserError      bad input from the user: one line, exit status 2, no traceback
+  NonFiniteLoss  a NaN or Inf loss of the child or the controller: one line, exit status 1
   WriteFailed    a file of the run could not be written (full disk, quota, I/O error): one line
                  naming the file and the cause, exit status 1; what was written before is whole
   writing(path)  context manager turning an OSError inside it into WriteFailed(path)
@@ -14,6 +15,10 @@ import os
 
 class UserError(Exception):
     """Bad input from the user: printed as one line, exit status 2, no traceback."""
+
+
+class NonFiniteLoss(Exception):
+    """A NaN or Inf loss: the run stops with exit status 1, the last good checkpoint is kept."""
 
 
 class WriteFailed(Exception):

@@ -1,6 +1,7 @@
 """Builds the whole TensorFlow graph of a run: input pipelines, child, controller, eval, saver.
 
-build(flags, data, fixed_arc, sync=None, start_step=0) -> Graph (its docstring lists what it holds).
+build(flags, data, fixed_arc, sync=None, start_step=0) -> Graph (its docstring lists what it holds);
+    Graph.train is a Train, the child's training tensors as named fields.
 session_config(flags, search) -> the session's ConfigProto.
 """
 import utils  # noqa: F401  (first: TensorFlow's quiet import and its CPU allocator)
@@ -10,6 +11,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 import data_utils
+import recompute
 from micro_child import MicroChild
 from micro_controller import MicroController, UniformSampler
 
@@ -23,13 +25,45 @@ def sample_key_of(kind, index):
     return np.array([kind, index], np.int64)
 
 
+class Train(object):
+    """The child's training tensors of a run (build makes it, _build_train):
+
+      loss         float32 []: cross-entropy + 0.4 aux cross-entropy, without L2 (the original's log)
+      train_op     one update of the child's weights; on a cluster, the update followed by
+                   counting this worker's step (cluster.SyncTraining.count_steps)
+      lr, grad_norm   float32 []: the step's learning rate and global gradient norm before clipping
+      train_acc    int32 []: correct predictions in the batch (a count)
+      batch        int32 []: examples in the batch
+      step         int64 []: the global step after train_op
+      num_params   int: trainable weights of the child
+      cell_step, normal_arc, reduce_arc   a search's training cell: the global step this run
+                   read (int64 []) and the (normal, reduce) arcs drawn from it (int32 [4B] each,
+                   _cell_of_step); feed the arcs to train a given cell. None in a retraining.
+    """
+    __slots__ = ("loss", "train_op", "lr", "grad_norm", "train_acc", "batch", "step", "num_params",
+                 "cell_step", "normal_arc", "reduce_arc")
+
+    def __init__(self, loss, train_op, lr, grad_norm, train_acc, batch, step, num_params,
+                 cell_step=None, normal_arc=None, reduce_arc=None):
+        self.loss, self.train_op, self.lr, self.grad_norm = loss, train_op, lr, grad_norm
+        self.train_acc, self.batch, self.step, self.num_params = train_acc, batch, step, num_params
+        self.cell_step, self.normal_arc, self.reduce_arc = cell_step, normal_arc, reduce_arc
+
+    @property
+    def cell(self):
+        """(cell_step, normal_arc, reduce_arc) of a search, None in a retraining."""
+        return None if self.cell_step is None else (self.cell_step, self.normal_arc, self.reduce_arc)
+
+    def __getitem__(self, name):
+        """train["normal_arc"] is train.normal_arc: bench/ranking.py still reads the fields by name
+        (another change owns that file); nothing else should."""
+        return getattr(self, name)
+
+
 class Graph(object):
     """What build() made for one run (None where a run has no such part):
 
-      train          dict of the child's train tensors: loss, train_op, lr, grad_norm, train_acc
-                     (correct count), num_params, step (the global step after train_op), batch;
-                     a cluster search adds cell_step, normal_arc, reduce_arc (the global step
-                     this run read and the cell drawn from it, _cell_of_step)
+      train          the child's training tensors, a Train
       controller     the MicroController with its trainer (search)
       sampler        where the search's cells come from: the controller, or with random_search
                      uniform_sampler (the controller is then built but never trained)
@@ -52,14 +86,13 @@ class Graph(object):
                      arc (search; they default to a fresh sample per run)
       global_step, saver, init_op, num_params, num_train_batches, reward_batch_size
       cell_seed      int64 [], the seed of a cluster search's cells (every search has it)
-      train_cell_step   int64 [], the global step a cluster search's train run read (its cell's)
       epochs_done    int64 [], the last epoch whose end (controller, eval) finished; with
                      set_epochs_done(sess, epoch) a resumed run redoes an interrupted epoch end
     """
     __slots__ = ("train", "controller", "sampler", "sampled_valid_acc", "eval_init", "eval_correct", "eval_loss_sum",
                  "eval_count", "eval_images", "eval_predictions", "eval_arc", "global_step", "saver",
                  "init_op", "num_params", "num_train_batches", "reward_batch_size", "cell_seed",
-                 "train_cell_step", "epochs_done", "_epochs_done_value", "_set_epochs_done", "_eval_source",
+                 "epochs_done", "_epochs_done_value", "_set_epochs_done", "_eval_source",
                  "_handles", "_handle_values", "sample_key", "_reward_batch", "uniform_sampler",
                  "eval_labels")
 
@@ -95,20 +128,27 @@ def session_config(flags, search=True):
 
     Grappler (TensorFlow's graph optimizer) is off otherwise: on these graphs it cost start-up
     time and memory for every new fetch signature and made no step faster (README, engineering
-    notes), and the search child's recomputed layers need it off (recompute.py).
+    notes), and the search child's recomputed layers need it off (recompute.configure).
     """
     config = tf.ConfigProto(allow_soft_placement=True)
-    rewrite = config.graph_options.rewrite_options
-    precision = "none" if search else flags.mixed_precision
+    if search:
+        recompute.configure(config)
+    else:
+        _set_precision(config.graph_options.rewrite_options, flags.mixed_precision)
+    if flags.num_threads:
+        config.intra_op_parallelism_threads = flags.num_threads
+        config.inter_op_parallelism_threads = flags.num_threads
+    return config
+
+
+def _set_precision(rewrite, precision):
+    """Grappler's rewrite options (a RewriterConfig) for a retraining's --mixed_precision: off for
+    "none", else on with its auto-mixed-precision rewrite."""
     rewrite.disable_meta_optimizer = precision == "none"
     if precision == "mixed_bfloat16":
         rewrite.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     elif precision == "mixed_float16":
         rewrite.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
-    if flags.num_threads:
-        config.intra_op_parallelism_threads = flags.num_threads
-        config.inter_op_parallelism_threads = flags.num_threads
-    return config
 
 
 def _make_child(flags, data, fixed_arc, num_train_batches):
@@ -167,7 +207,7 @@ def _build_eval(g, flags, child, data, arcs, search):
 
 
 def _cell_of_step(g, global_step, num_cells):
-    """A cluster search's training cell: (normal, reduce) int32 [4B], drawn statelessly from
+    """A search's training cell: (normal, reduce) int32 [4B], drawn statelessly from
     (cell_seed, the global step read in this run) with the sampler's weights, which do not change
     during a child epoch. Every worker that reads step s trains cell(s), with no message.
 
@@ -175,16 +215,31 @@ def _cell_of_step(g, global_step, num_cells):
     the worker's local step (the global step it got with its last token) is at least A; the step
     this run read lies between that local step and A, so it is A, and the gradient is cell(A)'s.
     cell_seed (int64 []) is drawn once by the chief and checkpointed: a resumed run goes on with
-    the same cells. Sets g.train_cell_step (int64 [], the step read)."""
-    g.train_cell_step = global_step.read_value()
-    seed = tf.stack([g.cell_seed.read_value(), g.train_cell_step * 8 * num_cells])
-    return g.sampler.seeded_sample_arc(seed)
+    the same cells. Returns (the step read int64 [], (normal, reduce))."""
+    cell_step = global_step.read_value()
+    seed = tf.stack([g.cell_seed.read_value(), cell_step * 8 * num_cells])
+    return cell_step, g.sampler.seeded_sample_arc(seed)
+
+
+def _build_train(child, images, labels, arcs, cell_step, sync):
+    """The child's Train on images [N, H, W, C] and labels [N]: arcs (normal, reduce) int32 [4B]
+    and cell_step (the global step they were drawn from) in a search, (None, None) and None in
+    a retraining. sync: a cluster's SyncTraining, whose optimizer aggregates the workers'
+    gradients and which counts this worker's steps after each update; else None."""
+    t = child.build_train(images, labels, *arcs, wrap_optimizer=sync.wrap if sync else None)
+    train_op = sync.count_steps(t["train_op"]) if sync else t["train_op"]
+    with tf.control_dependencies([train_op]):  # the global step after this update
+        step = child.global_step.read_value()
+    batch = tf.shape(labels)[0]
+    return Train(t["loss"], train_op, t["lr"], t["grad_norm"], t["train_acc"], batch, step,
+                 t["num_params"], cell_step, *arcs)
 
 
 def _build_sampler(g, flags, data, global_step):
-    """A search's controller, sampler, eval arc, cell_seed and sample_key; returns the (normal,
-    reduce) arcs the child trains on: the cell of the global step (_cell_of_step), in one
-    process as on a cluster, so that a resumed run trains the cells of the run never stopped."""
+    """A search's controller, sampler, eval arc, cell_seed and sample_key; returns the cell the
+    child trains on, (cell_step, (normal, reduce)): the cell of the global step (_cell_of_step),
+    in one process as on a cluster, so that a resumed run trains the cells of the run never
+    stopped."""
     g.cell_seed = tf.get_variable(  # in every search, so that either kind of run can resume the other
         "cell_seed", [], tf.int64, trainable=False,
         initializer=lambda *_, **__: tf.random.uniform([], 0, 2 ** 31 - 1, tf.int64))
@@ -229,24 +284,18 @@ def build(flags, data, fixed_arc, sync=None, start_step=0):
         crop_pad=flags.child_random_crop_pad, flip=flags.child_random_flip,
         start_batch=0 if c else start_step))
     if search:
-        train_arcs = _build_sampler(g, flags, data, child.global_step)
+        cell_step, train_arcs = _build_sampler(g, flags, data, child.global_step)
     else:
-        train_arcs = g.eval_arc = (None, None)
-    g.train = child.build_train(images, labels, *train_arcs, wrap_optimizer=sync.wrap if sync else None)
-    if search:
-        g.train.update(cell_step=g.train_cell_step, normal_arc=train_arcs[0], reduce_arc=train_arcs[1])
-    if sync:
-        g.train["train_op"] = sync.count_steps(g.train["train_op"])
-    with tf.control_dependencies([g.train["train_op"]]):  # the global step after this update
-        g.train["step"] = child.global_step.read_value()
-    g.train["batch"] = tf.shape(labels)[0]
+        cell_step, train_arcs = None, (None, None)
+        g.eval_arc = train_arcs
+    g.train = _build_train(child, images, labels, train_arcs, cell_step, sync)
     _build_eval(g, flags, child, data, g.eval_arc, search)
     if search:  # the reward: accuracy of the sampled arc on one reward batch (g.feed "reward")
         g.sampled_valid_acc = tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32)
         g.controller.build_trainer(g.sampled_valid_acc, apply_in_train_op=sync is None)
     g.global_step = child.global_step
     _build_epochs_done(g)
-    g.num_params = g.train["num_params"]
+    g.num_params = g.train.num_params
     # One checkpoint is enough to survive a kill: the Saver writes the new one completely, then
     # points `checkpoint` at it, and only then deletes the old one. Relative paths in `checkpoint`:
     # a moved or copied output_dir resumes from its own files, not the old folder's.

@@ -20,21 +20,72 @@ The contract, in plain words:
   released(fn, *inputs) builds fn(*inputs) for inference: its owned TensorArrays are closed once
   y exists.
 
-What it requires of the session: grappler off (graph.session_config does that for the search).
-Its constant folding and dependency optimizer moved a TensorArray's close before writes the close
-must follow, and a read after the close fails.
+The replay is by call order: the copy's k-th recomputed call inside fn gets the first build's
+k-th output. Each recorded output keeps its call's site (fn, variable scope, the lines that
+called it, its inputs' dtypes and shapes); a copy whose calls differ from the recorded ones, in
+order or number, raises ReplayError naming the call expected, instead of reusing the wrong output.
+
+What it requires of the session: grappler off. Its constant folding and dependency optimizer
+moved a TensorArray's close before writes the close must follow, and a read after the close
+fails. configure(config) sets that in a tf.ConfigProto; check_config(config, graph) raises
+RuntimeError when a graph with recomputed or released calls would run with grappler on.
 """
+import os
+import sys
+import weakref
+
 import tensorflow.compat.v1 as tf
+
+_users = weakref.WeakSet()  # the graphs that hold recomputed or released calls
+
+
+class ReplayError(RuntimeError):
+    """A backward copy did not make the recomputed calls its first build made, in that order."""
+
+
+def configure(config):
+    """Sets in config (a tf.ConfigProto) what a session running recomputed or released calls
+    needs: grappler off (rewrite_options.disable_meta_optimizer). Returns config."""
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    return config
+
+
+def check_config(config, graph):
+    """Raises RuntimeError when graph holds recomputed or released calls and config (a
+    tf.ConfigProto) leaves grappler on (configure)."""
+    if graph in _users and not config.graph_options.rewrite_options.disable_meta_optimizer:
+        raise RuntimeError("this graph has recomputed calls (recompute.py): its session needs "
+                           "grappler off (graph_options.rewrite_options.disable_meta_optimizer, "
+                           "recompute.configure)")
 
 
 class _Call(object):
     """A recomputed (or released) call being built: the TensorArrays its fn owns, and, with
-    reuse_inner_outputs, the outputs of the recomputed calls inside it: recorded in the first
-    build (recording), replayed in order by the backward copy (replay, an iterator)."""
+    reuse_inner_outputs, the recomputed calls inside it: (site, output) pairs recorded in the
+    first build (recording), replayed in that order by the backward copy (replay, a list)."""
 
     def __init__(self, recording=False, replay=None):
         self.arrays, self.recorded = [], []
-        self.recording, self.replay = recording, replay
+        self.recording, self.replay, self.replayed = recording, replay, 0
+
+    def next_output(self, site):
+        """The recorded output of the next call, which must be made at `site` (_site)."""
+        if self.replayed == len(self.replay):
+            raise ReplayError("recompute: the backward copy made a recomputed call the first build "
+                              "did not make: {} (after the {} recorded ones)".format(site, self.replayed))
+        expected, y = self.replay[self.replayed]
+        if site != expected:
+            raise ReplayError("recompute: the backward copy's recomputed call {} was expected to be "
+                              "{}, got {}".format(self.replayed, expected, site))
+        self.replayed += 1
+        return y
+
+    def check_replayed(self):
+        """Raises ReplayError if the copy made fewer recomputed calls than the first build."""
+        if self.replayed < len(self.replay):
+            raise ReplayError("recompute: the backward copy made {} of the {} recomputed calls of the "
+                              "first build; the next expected was {}".format(
+                                  self.replayed, len(self.replay), self.replay[self.replayed][0]))
 
 
 _calls = []  # the calls being built, innermost last
@@ -51,6 +102,7 @@ def own(array):
 
 def _build(fn, inputs, args, call):
     """fn(*inputs restructured from the flat list args) with `call` as the innermost call."""
+    _users.add(tf.get_default_graph())
     _calls.append(call)
     try:
         return fn(*tf.nest.pack_sequence_as(inputs, args))
@@ -75,13 +127,15 @@ def recomputed(fn, *inputs, keep_activations=False, reuse_inner_outputs=False):
     name_scope = tf.get_default_graph().get_name_scope()
     copy_scope = (name_scope + "/" if name_scope else "") + "recomputed/"
     outer = _calls[-1] if _calls else None
+    replaying = outer is not None and outer.replay is not None
+    site = _site(fn, flat) if replaying or (outer is not None and outer.recording) else None
     first = _Call(recording=reuse_inner_outputs)
 
     @tf.custom_gradient
     def forward(*flat_args):
-        if outer is not None and outer.replay is not None:  # this call's first output
+        if replaying:  # this call's first output
             assert not keep_activations, "a reused output has no activations to differentiate"
-            y = tf.identity(next(outer.replay))
+            y = tf.identity(outer.next_output(site))
         else:
             y = _build(fn, inputs, list(flat_args), first)
 
@@ -93,8 +147,10 @@ def recomputed(fn, *inputs, keep_activations=False, reuse_inner_outputs=False):
                 else:
                     with tf.control_dependencies([dy]):
                         args = [tf.identity(t) for t in flat_args]
-                    copy = _Call(replay=iter(first.recorded) if reuse_inner_outputs else None)
+                    copy = _Call(replay=first.recorded if reuse_inner_outputs else None)
                     y_again = _build(fn, inputs, args, copy)
+                    if reuse_inner_outputs:
+                        copy.check_replayed()
                     arrays = copy.arrays
                 return _partial_gradients(y_again, dy, args, list(variables), arrays)
         if keep_activations:
@@ -102,8 +158,23 @@ def recomputed(fn, *inputs, keep_activations=False, reuse_inner_outputs=False):
         return _after_closing([y], first.arrays, [y])[0], grad
     y = forward(*flat)
     if outer is not None and outer.recording:
-        outer.recorded.append(y)
+        outer.recorded.append((site, y))
     return y
+
+
+def _site(fn, flat_inputs):
+    """Where and on what a recomputed call inside another is made, as one line: fn's name, the
+    variable scope, the lines from the enclosing call's fn down to this call (innermost first),
+    and the inputs' dtypes and static shapes. The first build and the backward copy of the
+    enclosing call make each inner call at the same site."""
+    lines, frame = [], sys._getframe(2)  # the caller of recomputed
+    while frame is not None and frame.f_code is not _build.__code__:
+        lines.append("{}:{}".format(os.path.basename(frame.f_code.co_filename), frame.f_lineno))
+        frame = frame.f_back
+    inputs = ", ".join("{} {}".format(t.dtype.name, t.shape) if hasattr(t, "dtype") else repr(t)
+                       for t in flat_inputs)
+    return "{} in variable scope {!r} from {} on ({})".format(
+        getattr(fn, "__qualname__", repr(fn)), tf.get_variable_scope().name, " < ".join(lines), inputs)
 
 
 def _grad_source(tensor):

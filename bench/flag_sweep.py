@@ -151,7 +151,7 @@ def _run_case(case, data_dirs):
         with tf.Session(config=config) as sess:
             sess.run(g.init_op)
             for _ in range(g.num_train_batches):
-                loss = sess.run([g.train["train_op"], g.train["loss"]])[1]
+                loss = sess.run([g.train.train_op, g.train.loss])[1]
                 assert np.isfinite(loss), loss
             sess.run(g.eval_init["valid"])
             while True:

@@ -103,7 +103,7 @@ def conv_devices(sess, g):
     """{device: number of convolution kernels} that ran in one traced training step."""
     options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
     metadata = tf.RunMetadata()
-    sess.run(g.train["train_op"], options=options, run_metadata=metadata)
+    sess.run(g.train.train_op, options=options, run_metadata=metadata)
     counts = {}
     for dev in metadata.step_stats.dev_stats:
         for node in dev.node_stats:

@@ -113,7 +113,8 @@ def valid_accuracy(sess, g, data, arc=None):
 
 
 def train_fetches(g):
-    return {k: g.train[k] for k in ("loss", "grad_norm", "train_acc", "train_op")}
+    t = g.train
+    return {"loss": t.loss, "grad_norm": t.grad_norm, "train_acc": t.train_acc, "train_op": t.train_op}
 
 
 def controller_phase(sess, g, flags):

@@ -149,7 +149,7 @@ def profile_step(g, sess):
 
 def forward_flops(g, batch_size):
     """Multiply-adds x 2 of the convolutions and matmuls the training loss depends on, per step."""
-    seen, todo, flops = set(), [g.train["loss"].op], 0
+    seen, todo, flops = set(), [g.train.loss.op], 0
     while todo:
         op = todo.pop()
         if op.name in seen:

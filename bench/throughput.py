@@ -150,9 +150,9 @@ def timed_runs(sess, fetches, warmup, steps, feed=None):
 
 
 def train_fetches(g):
-    """The fetches of trainer.Loop.child_step."""
+    """The fetches of loop.ChildSteps.run."""
     t = g.train
-    return [t["loss"], t["lr"], t["grad_norm"], t["train_acc"], t["batch"], t["train_op"]]
+    return [t.loss, t.lr, t.grad_norm, t.train_acc, t.batch, t.train_op]
 
 
 def open_session(flags, data, arc=None):
@@ -216,8 +216,9 @@ def sample_arcs(sess, controller, num):
 
 
 def bench_controller(sess, g, flags, args):
-    """Seconds of one controller phase: --controller_runs runs of Loop.train_controller's fetches,
-    mean time x (controller_train_steps x controller_num_aggregate). Returns (seconds, timed, total)."""
+    """Seconds of one controller phase: --controller_runs runs of the fetches of
+    controller_phase.ControllerPhase.sample, mean time x (controller_train_steps x
+    controller_num_aggregate). Returns (seconds, timed, total)."""
     c = g.controller
     fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
                c.train_op]

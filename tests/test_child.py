@@ -371,6 +371,52 @@ def test_recomputed_copy_reuses_inner_outputs():
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
 
 
+def _differentiate_reusing_inner_calls(first_calls, copy_calls):
+    """Builds the gradient of an outer recomputed call (reuse_inner_outputs) whose fn chains the
+    recomputed calls named in first_calls in its first build, those in copy_calls in its backward
+    copy ("double": 2x, "square": x^2)."""
+    fns = {"double": lambda x: x * 2.0, "square": tf.square}
+    builds = []
+
+    def outer(x):
+        builds.append(x)
+        for name in first_calls if len(builds) == 1 else copy_calls:
+            x = recompute.recomputed(fns[name], x)
+        return x
+
+    with _graph().as_default():
+        x = tf.constant([1.5, -2.0])
+        tf.gradients(tf.reduce_sum(recompute.recomputed(outer, x, reuse_inner_outputs=True)), x)
+    assert len(builds) == 2  # the first build and the copy
+
+
+def test_recomputed_copy_fails_unless_it_replays_the_recorded_calls_in_order():
+    """The copy takes the first build's inner outputs by call order: a copy that makes other
+    calls, or the same in another order, raises ReplayError naming the call expected, instead of
+    differentiating square(double(x)) with double's output in square's place."""
+    _differentiate_reusing_inner_calls(["double", "square"], ["double", "square"])
+    with pytest.raises(recompute.ReplayError,
+                       match=r"call 0 was expected to be \S*<lambda> .*, got square "):
+        _differentiate_reusing_inner_calls(["double", "square"], ["square", "double"])
+    with pytest.raises(recompute.ReplayError, match=r"made 1 of the 2 .* next expected was square "):
+        _differentiate_reusing_inner_calls(["double", "square"], ["double"])
+    with pytest.raises(recompute.ReplayError, match=r"did not make: square .*after the 1 recorded"):
+        _differentiate_reusing_inner_calls(["double"], ["double", "square"])
+
+
+def test_recomputed_graph_fails_the_session_check_with_grappler_on():
+    """A graph with recomputed calls needs grappler off (recompute.check_config); the scripts'
+    search session config has it off; a graph without them takes any config."""
+    with _graph().as_default() as g:
+        recompute.recomputed(tf.square, tf.constant([1.0]))
+        with pytest.raises(RuntimeError, match="disable_meta_optimizer"):
+            recompute.check_config(tf.ConfigProto(), g)
+        recompute.check_config(graph_lib.session_config(types.SimpleNamespace(num_threads=0)), g)
+    with _graph().as_default() as plain:
+        tf.square(tf.constant([1.0]))
+        recompute.check_config(tf.ConfigProto(), plain)
+
+
 # ----------------------------------------------------------------------------- learning
 def _small_data(tmp_path, make_png_dataset, size=12):
     dirs = make_png_dataset(tmp_path / "data", num_classes=3, per_class=(16, 4, 4), size=size,

@@ -190,10 +190,10 @@ def test_progress_line_within_and_at_the_end_of_an_epoch():
     """The line names the epoch (under way or done) of N, the step of S, and a time left at the
     pace since this process started: 40 steps in 2 min -> the 150 steps left take 7.5 min."""
     import time
-    import trainer
+    import loop
     now = time.mktime((2026, 1, 1, 12, 0, 0, 0, 1, -1))
-    mid = trainer.progress_line(50, 20, 10, 10, 120.0, now=now)
+    mid = loop.progress_line(50, 20, 10, 10, 120.0, now=now)
     assert mid == ("Progress: in epoch 3/10, step 50/200, 2.0 min so far, about 7.5 min left "
                    "(ends about 12:07)"), mid
-    end = trainer.progress_line(60, 20, 10, 0, 120.0, now=now)
+    end = loop.progress_line(60, 20, 10, 0, 120.0, now=now)
     assert end.startswith("Progress: epoch 3/10, step 60/200,") and "about 4.7 min left" in end

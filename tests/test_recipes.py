@@ -114,7 +114,7 @@ def test_authors_recipe_learns(tmp_path):
             sess.run(g.init_op)
             before = test_accuracy(sess, g)
             for _ in range(60):
-                sess.run(g.train["train_op"])
+                sess.run(g.train.train_op)
             after = test_accuracy(sess, g)
     assert before < 0.7 and after >= 0.85, (before, after)
 

@@ -690,7 +690,7 @@ def test_seed_reproduces_losses_and_architectures(seeded_searches):
 
 
 class _FakeEvalSession(object):
-    """Session stand-in for Loop.evaluate: `n` examples in batches of 100, then OutOfRangeError;
+    """Session stand-in for evaluation.Evaluation: `n` examples in batches of 100, then OutOfRangeError;
     global step 25. Keeps the feed of every eval batch run."""
 
     def __init__(self, g, n):
@@ -714,24 +714,24 @@ class _FakeEvalSession(object):
 
 
 def test_evaluate_runs_each_batch_once_with_its_own_sample_key():
-    """Loop.evaluate runs exactly ceil(N / 100) batches: a run past the end would fail after
+    """Evaluation.evaluate runs exactly ceil(N / 100) batches: a run past the end would fail after
     sampling a cell. In a search each batch feeds its own sample key, a function of the split,
     the epoch and the batch only, so that a resumed run scores with the same cells."""
     import types
     import numpy as np
-    import trainer
+    import evaluation
     g = types.SimpleNamespace(eval_init={"valid": "init-valid", "test": "init-test"},
                               eval_correct="correct", eval_loss_sum="loss", global_step="global-step",
-                              sample_key="sample-key", feed=lambda sess, source: {"source": source})
-    loop = object.__new__(trainer.Loop)
-    loop.g, loop.search, loop.num_train_batches = g, True, 10
-    loop.data = {"labels": {"valid": np.zeros(250, np.int32), "test": np.zeros(250, np.int32)}}
-    loop.sess = _FakeEvalSession(g, 250)
-    assert loop.evaluate("valid") == pytest.approx(0.5)
-    assert loop.sess.failed_feeds == [] and len(loop.sess.feeds) == 3
-    assert loop.evaluate("valid") == pytest.approx(0.5)
-    assert loop.evaluate("test") == pytest.approx(0.5)
-    keys = [tuple(feed["sample-key"]) for feed in loop.sess.feeds]
+                              sample_key="sample-key", feed=lambda sess, source: {"source": source},
+                              num_train_batches=10)
+    data = {"labels": {"valid": np.zeros(250, np.int32), "test": np.zeros(250, np.int32)}}
+    sess = _FakeEvalSession(g, 250)
+    ev = evaluation.Evaluation(sess, g, data, True, None, ("valid", "test"))
+    assert ev.evaluate("valid") == pytest.approx(0.5)
+    assert sess.failed_feeds == [] and len(sess.feeds) == 3
+    assert ev.evaluate("valid") == pytest.approx(0.5)
+    assert ev.evaluate("test") == pytest.approx(0.5)
+    keys = [tuple(feed["sample-key"]) for feed in sess.feeds]
     assert keys[:3] == keys[3:6]                   # the same epoch: the same cells
     assert len(set(keys[:3] + keys[6:])) == 6      # per batch and per split
 

@@ -165,7 +165,7 @@ def trained(tmp_path_factory):
         with tf.Session(config=graph_lib.session_config(flags)) as sess:
             sess.run(g.init_op)
             for _ in range(4):
-                sess.run(g.train["train_op"])
+                sess.run(g.train.train_op)
             g.saver.save(sess, os.path.join(out, "model.ckpt"), global_step=4, write_meta_graph=False)
             sess.run(g.eval_init["test"])
             preds = []

@@ -1,0 +1,76 @@
+"""The end of a search: its answer (best_arc.txt, the cell's diagrams, the command that retrains
+it) and what that answer is worth (the final candidates' shared-weight scores against as many
+uniformly drawn cells).
+
+  pick_best_arc(sess, g, data, flags, records)   the whole end (a finished search's rerun only
+                                                 reprints the answer)
+  score_final_arcs(sess, g, data, flags, records) -> (best final arc string, its valid_acc)
+  report_final_scores(final_accs, uniform_accs, best_acc)
+"""
+import os
+
+import numpy as np
+
+import graph as graph_lib
+import records as records_lib
+import scoring
+import search_space
+import visualize
+
+
+def pick_best_arc(sess, g, data, flags, records):
+    """Scores controller_num_final_arcs samples on the whole valid set (score_final_arcs) unless
+    best_arc.txt exists; writes best_arc.txt, draws the cell, prints how to retrain it.
+    g: the search's graph.Graph in sess; records: the loop's evaluation.Records."""
+    best_path = os.path.join(flags.output_dir, "best_arc.txt")
+    if os.path.exists(best_path):
+        best_arc, best_acc = open(best_path).read().strip(), None
+    else:
+        records_lib.keep_rows_up_to(records.arcs_path, flags.num_epochs, drop_sources=("final", "uniform"))
+        best_arc, best_acc = score_final_arcs(sess, g, data, flags, records)
+        records_lib.write_atomic(best_path, best_arc + "\n")
+    acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)
+    print("Best architecture: {}{}".format(best_arc, acc))
+    visualize.draw_arc(best_arc, flags.output_dir, num_cells=flags.child_num_cells, prefix="best_arc_")
+    print("Retrain it with (main_child_trainer.py's defaults: 630 epochs of 15 layers, hours on a "
+          "CPU; the README's quick start also gives the authors' CIFAR-10 recipe):\n  " +
+          records_lib.retrain_command(flags, best_path))
+    print("or, for a check in minutes:\n  " + records_lib.retrain_command(flags, best_path) +
+          " --num_epochs 10 --child_num_layers 6 --n_aug_img 1 --output_dir output/final_quick")
+
+
+def score_final_arcs(sess, g, data, flags, records):
+    """Scores controller_num_final_arcs of the sampler's cells and as many uniformly drawn
+    ones on the whole valid set (arcs.tsv sources "final" and "uniform"); reports how the two
+    compare (report_final_scores). Returns the best final candidate (arc, valid_acc)."""
+    num = flags.controller_num_final_arcs
+    print("Scoring {0} sampled cells and {0} uniformly drawn ones on the whole valid set".format(num))
+    n_valid = len(data["labels"]["valid"])
+    rows = []
+    for source, sampler, kind in (("final", g.sampler, graph_lib.FINAL_KIND),
+                                  ("uniform", g.uniform_sampler, graph_lib.UNIFORM_FINAL_KIND)):
+        arcs = [sess.run(sampler.sample_arc, {g.sample_key: graph_lib.sample_key_of(kind, k)})
+                for k in range(num)]
+        for arc, acc in zip(arcs, scoring.score_arcs(sess, g, n_valid, arcs)):
+            rows.append((flags.num_epochs, source, search_space.arc_to_string(*arc), acc, n_valid))
+            print("{} candidate: {}  valid_acc = {:.4f}".format(source, rows[-1][2], acc))
+    records.add_arcs(rows)
+    best = max((r for r in rows if r[1] == "final"), key=lambda r: r[3])
+    report_final_scores([r[3] for r in rows if r[1] == "final"],
+                        [r[3] for r in rows if r[1] == "uniform"], best[3])
+    records.plot()
+    return best[2], best[3]
+
+
+def report_final_scores(final_accs, uniform_accs, best_acc):
+    """Prints what the search's answer is worth: the shared-weight scores of the final candidates
+    against as many uniformly drawn cells, and the chosen cell's rank among all of them."""
+    for name, accs in (("final candidates", final_accs), ("uniform cells", uniform_accs)):
+        print("{:<17} valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  (n = {})".format(
+            name + ":", np.mean(accs), np.std(accs), np.max(accs), len(accs)))
+    rank = 1 + sum(acc > best_acc for acc in uniform_accs)
+    print("The chosen cell ranks {} of {} among the uniform cells and itself. These are scores with "
+          "the shared weights, not the accuracy a cell reaches when retrained alone: they show whether "
+          "the controller learned to prefer cells the shared weights score higher, not that the "
+          "chosen cell retrains better. bench/ranking.py measures how well these scores predict "
+          "retrained accuracy on your data.".format(rank, len(uniform_accs) + 1))
