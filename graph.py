@@ -54,11 +54,6 @@ class Train(object):
         """(cell_step, normal_arc, reduce_arc) of a search, None in a retraining."""
         return None if self.cell_step is None else (self.cell_step, self.normal_arc, self.reduce_arc)
 
-    def __getitem__(self, name):
-        """train["normal_arc"] is train.normal_arc: bench/ranking.py still reads the fields by name
-        (another change owns that file); nothing else should."""
-        return getattr(self, name)
-
 
 class Graph(object):
     """What build() made for one run (None where a run has no such part):
@@ -127,8 +122,8 @@ def session_config(flags, search=True):
     edges, while the variables stay float32.
 
     Grappler (TensorFlow's graph optimizer) is off otherwise: on these graphs it cost start-up
-    time and memory for every new fetch signature and made no step faster (README, engineering
-    notes), and the search child's recomputed layers need it off (recompute.configure).
+    time and memory for every new fetch signature and made no step faster (ENGINEERING.md),
+    and the search child's recomputed layers need it off (recompute.configure).
     """
     config = tf.ConfigProto(allow_soft_placement=True)
     if search:

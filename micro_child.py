@@ -25,7 +25,7 @@ Two modes, side by side:
     noise). So at the start an op computes the same function whichever (slot, input) a cell
     samples, and a sep conv, a pool and the identity all keep a channel's meaning; with
     independent He draws ("he") each sampled cell is a differently scrambled network, and a
-    child trained on a new cell every step stayed at chance for hundreds of steps (README).
+    child trained on a new cell every step stayed at chance for hundreds of steps (ENGINEERING.md).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
 import numpy as np

@@ -55,7 +55,7 @@ def shared_constant(values, dtype):
 
     A search graph calls its small builders hundreds of times, and a Const per call is a node in
     the Python graph, in the session's copy and in the executor; sharing them keeps the graph and
-    the process smaller (README, engineering notes).
+    the process smaller (ENGINEERING.md).
     """
     graph = tf.get_default_graph()
     name = "shared_constant/{}_{}".format(dtype.name, "_".join(str(v) for v in values))

@@ -85,11 +85,9 @@ def run(flags, mode):
         export_model(flags, data, fixed_arc)
 
 
-def read_data(flags=None):
-    """The three splits of the data flags (data_utils.read_data). flags: the parsed flags; None
-    reads enas_flags' parsed flags, as bench/ranking.py's call does (another change owns that
-    file); a retraining with --train_with_valid trains on train + valid."""
-    flags = enas_flags.FLAGS if flags is None else flags
+def read_data(flags):
+    """The three splits of the data flags (data_utils.read_data). flags: the parsed flags; a
+    retraining with --train_with_valid trains on train + valid."""
     return data_utils.read_data(flags.train_data_dir, flags.val_data_dir, flags.test_data_dir,
                                 flags.channel, flags.img_size, flags.n_aug_img, flags.skip_bad_images,
                                 flags.batch_size, getattr(flags, "train_with_valid", False))

@@ -14,7 +14,7 @@ from errors import writing
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
 # CPU tensors from TensorFlow's best-fit-with-coalescing allocator instead of malloc: glibc kept
-# the freed activations of a step in fragmented heaps (README, engineering notes). Read once, when
+# the freed activations of a step in fragmented heaps (ENGINEERING.md). Read once, when
 # the CPU device is made: here, before TensorFlow is imported.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 

@@ -121,7 +121,7 @@ def shared_scores(args, search_dir, arcs):
     enas_flags.define_flags("search")
     flags = enas_flags.FLAGS
     flags(["ranking"] + search_argv(args, search_dir))
-    data = trainer.read_data()
+    data = trainer.read_data(flags)
     parsed = [search_space.parse_arc(arc, args.num_cells) for arc in arcs]
     with tf.Graph().as_default():
         g = graph_lib.build(flags, data, None)
@@ -147,9 +147,9 @@ def score_cells(arcs, restore, tune, score):
 def finetune(sess, g, arc, steps):
     """steps training steps of the shared child on one cell: arc (normal, reduce) fed to the
     training graph in place of the cell of the step."""
-    feed = {g.train["normal_arc"]: arc[0], g.train["reduce_arc"]: arc[1]}
+    feed = {g.train.normal_arc: arc[0], g.train.reduce_arc: arc[1]}
     for _ in range(steps):
-        sess.run(g.train["train_op"], feed)
+        sess.run(g.train.train_op, feed)
 
 
 # ------------------------------------------------------------------------------- the runs
