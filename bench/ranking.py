@@ -153,21 +153,21 @@ def finetune(sess, g, arc, steps):
 
 
 # ------------------------------------------------------------------------------- the runs
+def sampler_run(args):
+    """(kind, extra flags) of the search that trains the shared child with --sampler: uniform
+    cells are the search_quality bench's random search, the controller its ENAS search."""
+    return ("random", ["--random_search"]) if args.sampler == "uniform" else ("enas", [])
+
+
 def search_argv(args, search_dir):
-    extra = ["--random_search"] if args.sampler == "uniform" else []
-    return (search_quality.common_flags(args) + ["--num_epochs", str(args.search_epochs),
-                                                 "--output_dir", search_dir] + extra +
-            shlex.split(args.search_args))
+    """The flags of the search in search_dir, for this process."""
+    return search_quality.search_flags(args, sampler_run(args)[1]) + ["--output_dir", search_dir]
 
 
 def train_shared_child(args, work_dir):
-    """Runs the search (once per work_dir and settings); returns its output_dir."""
-    name = "search_{}_{}ep".format(args.sampler, args.search_epochs)
-    search_dir = os.path.join(work_dir, name)
-    if not os.path.exists(os.path.join(search_dir, "best_arc.txt")):
-        search_quality.run("main_controller_child_trainer.py", search_argv(args, search_dir),
-                           search_dir + ".log")
-    return search_dir
+    """Runs the search (once per work_dir and flags: the search_quality bench's search with the
+    same flags is the same run); returns its output_dir."""
+    return search_quality.search_dir(args, work_dir, *sampler_run(args))
 
 
 def retrained_by_seed(args, work_dir, arcs):

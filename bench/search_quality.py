@@ -81,17 +81,28 @@ def run(script, flags, log_path):
     return r.stdout
 
 
-def search(args, work_dir, kind, extra):
-    """Runs a search into work_dir (once per kind, seed, epochs and --search_args: a rerun with the
-    same settings reads its best_arc.txt); returns its best arc string."""
-    settings = " ".join([str(args.seed), str(args.search_epochs), args.search_args] + extra)
+def search_flags(args, extra):
+    """Every flag of a search but its output_dir: the data, cells and seed, --search_epochs, extra
+    (e.g. --random_search) and --search_args."""
+    return common_flags(args) + ["--num_epochs", str(args.search_epochs)] + extra + shlex.split(
+        args.search_args)
+
+
+def search_dir(args, work_dir, kind, extra):
+    """Runs a search into a folder of work_dir named by kind and a hash of every flag it gets
+    (common_flags, epochs, extra, --search_args), unless that folder already holds a finished
+    one; returns the folder."""
+    flags = search_flags(args, extra)
     out = os.path.join(work_dir, "search_{}_seed{}_{}".format(
-        kind, args.seed, hashlib.sha1(settings.encode()).hexdigest()[:8]))
+        kind, args.seed, hashlib.sha1(" ".join(flags).encode()).hexdigest()[:8]))
     if not os.path.exists(os.path.join(out, "best_arc.txt")):
-        run("main_controller_child_trainer.py", common_flags(args) + [
-            "--num_epochs", str(args.search_epochs), "--output_dir", out] + extra +
-            shlex.split(args.search_args), out + ".log")
-    with open(os.path.join(out, "best_arc.txt")) as f:
+        run("main_controller_child_trainer.py", flags + ["--output_dir", out], out + ".log")
+    return out
+
+
+def search(args, work_dir, kind, extra):
+    """search_dir's best arc string."""
+    with open(os.path.join(search_dir(args, work_dir, kind, extra), "best_arc.txt")) as f:
         return f.read().strip()
 
 

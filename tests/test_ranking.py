@@ -68,3 +68,26 @@ def test_each_cell_is_retrained_with_each_seed_and_ranked_by_the_mean(monkeypatc
     assert args.seed == 5
     ranking.print_noise_ceiling(valid)
     assert "Kendall tau -1.000" in capsys.readouterr().out
+
+
+def test_a_search_is_reused_only_with_the_same_flags(monkeypatch, tmp_path):
+    """search_quality.search_dir (ranking's shared child too) runs a search once per set of flags:
+    a search left in work_dir with other flags (other width, channels, seed) is not restored."""
+    runs = []
+
+    def run(script, flags, log_path):
+        out = flags[flags.index("--output_dir") + 1]
+        os.makedirs(out)
+        open(os.path.join(out, "best_arc.txt"), "w").write(" ".join(flags))
+        runs.append(flags)
+    monkeypatch.setattr(ranking.search_quality, "run", run)
+
+    def shared_child(*argv):
+        args = ranking.parse_args(["--data_dir", "d"] + list(argv))
+        return ranking.train_shared_child(args, str(tmp_path))
+    first = shared_child("--search_args", "--child_out_filters 4")
+    assert shared_child("--search_args", "--child_out_filters 4") == first and len(runs) == 1
+    others = {shared_child("--search_args", "--child_out_filters 8"), shared_child("--channel", "1"),
+              shared_child("--seed", "1"), shared_child("--sampler", "controller")}
+    assert len(runs) == 5 and first not in others and len(others) == 4
+    assert "--random_search" in runs[0] and "--random_search" not in runs[-1]
