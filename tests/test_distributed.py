@@ -38,17 +38,26 @@ def cluster_data(tmp_path_factory):
                             per_class=(TRAIN_PER_CLASS, 4, 4), size=8)
 
 
+def _default_sigint():
+    """SIGINT back to its default in a launched cluster: a suite started in the background of a
+    non-interactive shell (`... &`) runs with SIGINT ignored, which its children inherit, and
+    a chief that ignores SIGINT cannot show what Ctrl-C does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def launch(args, log_dir, search=False, stop_at=None):
     """Starts launch_local.py with 2 workers; its stdout and stderr go to files in log_dir.
     read_logs() -> [stdout, stderr]; worker_log(1) -> worker 1's output so far. stop_at: a regex;
-    the process that prints a line matching it stops there (tests/stop_at/sitecustomize.py)."""
+    the process that prints a line matching it stops there (tests/stop_at/sitecustomize.py).
+    SIGINT has its default action in the cluster whatever the suite's (_default_sigint)."""
     paths = [os.path.join(str(log_dir), name) for name in ("launcher.out", "launcher.err")]
     env = dict(os.environ)
     if stop_at:
         env.update(PYTHONPATH=os.path.join(ROOT, "tests", "stop_at"), ENAS_TEST_STOP_AT=stop_at)
     with open(paths[0], "w") as out, open(paths[1], "w") as err:
         proc = subprocess.Popen([sys.executable, LAUNCHER, "--num_workers", "2"] + ["--search"] * search +
-                                ["--"] + args, cwd=ROOT, stdout=out, stderr=err, text=True, env=env)
+                                ["--"] + args, cwd=ROOT, stdout=out, stderr=err, text=True, env=env,
+                                preexec_fn=_default_sigint)
     proc.read_logs = lambda: [open(p).read() for p in paths]
     proc.worker_log = lambda task: open(os.path.join(re.search(
         r"logs of the tasks other than the chief are in (\S+)", proc.read_logs()[1]).group(1),
