@@ -35,6 +35,9 @@ import search_space
 from errors import UserError
 
 POLL_SECS = 0.05  # wait_for's pause between two reads of a shared value
+# A worker's pause between two looks at whether the chief has initialised the variables
+# (TensorFlow's default, 30 s, left a worker idle for up to 30 s after the chief was ready).
+READY_POLL_SECS = 0.5
 STARTUP_SECS = 600  # extra wait for the first step: every task builds its graph and warms up first
 _session_open = False  # this process holds a session on a cluster (see exit_now)
 
@@ -207,7 +210,8 @@ class SyncTraining(object):
         ready_op.mark_used()  # tf_should_use would warn at exit; the SessionManager runs it
         manager = tf.train.SessionManager(
             local_init_op=self.optimizer.local_step_init_op, ready_op=ready_op,
-            ready_for_local_init_op=self.optimizer.ready_for_local_init_op)
+            ready_for_local_init_op=self.optimizer.ready_for_local_init_op,
+            recovery_wait_secs=READY_POLL_SECS)
         sess = manager.wait_for_session(server.target, config=config,
                                         max_wait_secs=c.timeout_secs + STARTUP_SECS)
         if sess is None:
