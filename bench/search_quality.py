@@ -2,8 +2,8 @@
 
     python bench/search_quality.py --data_dir DIR [--img_size 32 --channel 1]
         [--search_epochs 10] [--retrain_epochs 10] [--num_random 4] [--seed 0]
-        [--search_args "--batch_size 64 ..."] [--retrain_args "--child_num_layers 6 ..."]
-        [--work_dir DIR]
+        [--search_args "--batch_size 64 ..."] [--enas_args "--controller_lr 0.01 ..."]
+        [--retrain_args "--child_num_layers 6 ..."] [--work_dir DIR]
 
 Runs, each as the command a user would type:
   (a) the search (main_controller_child_trainer.py) for --search_epochs;
@@ -15,7 +15,8 @@ cell over the mean of the random cells, in units of their standard deviation too
 DIR holds train/, valid/ and test/ class folders (bench/make_dataset.py makes harder ones than the
 shipped digits). Outputs go to --work_dir (default: a temp folder, deleted at the end); rerun
 with the same --work_dir, it reuses the searches and retrainings it already has, so a variant
-(other --search_args) costs its own search and its cell's retraining only.
+(other --search_args) costs its own searches and their cells' retraining only, and a controller
+variant (other --enas_args, flags of search (a) alone) one search and one retraining.
 """
 import argparse
 import hashlib
@@ -57,6 +58,7 @@ def run_args_parser(doc, img_size, channel, num_cells, retrain_epochs):
 def parse_args(argv=None):
     p = run_args_parser(__doc__, img_size=32, channel=1, num_cells=5, retrain_epochs=10)
     p.add_argument("--num_random", type=int, default=4, help="random cells retrained")
+    p.add_argument("--enas_args", default="", help="extra flags of the ENAS search (a) only")
     return p.parse_args(argv)
 
 
@@ -153,7 +155,8 @@ def main(argv=None):
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="search_quality_")
     os.makedirs(work_dir, exist_ok=True)
     try:
-        cells = [("enas", "search (controller)", search(args, work_dir, "enas", [])),
+        cells = [("enas", "search (controller)",
+                  search(args, work_dir, "enas", shlex.split(args.enas_args))),
                  ("rs-ws", "random search + weight sharing",
                   search(args, work_dir, "random", ["--random_search"]))]
         rng = np.random.default_rng(args.seed)
