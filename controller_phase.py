@@ -22,14 +22,17 @@ from errors import NonFiniteLoss
 
 
 def trains_controller(flags, epoch):
-    """Whether a search's end of `epoch` has a controller phase."""
-    return epoch % flags.controller_train_every == 0 and not flags.random_search
+    """Whether a search's end of `epoch` has a controller phase: every controller_train_every
+    epochs after the uniform warm-up, never in a random search."""
+    return (epoch % flags.controller_train_every == 0 and epoch > flags.uniform_warmup_epochs
+            and not flags.random_search)
 
 
 def controller_updates_by(flags, epoch):
     """The controller's train_step after the controller phase of `epoch` (a resumed phase does
-    only the updates it still lacks)."""
-    return epoch // flags.controller_train_every * flags.controller_train_steps
+    only the updates it still lacks): controller_train_steps per phase since the warm-up."""
+    every = flags.controller_train_every
+    return max(epoch // every - flags.uniform_warmup_epochs // every, 0) * flags.controller_train_steps
 
 
 class ControllerPhase(object):

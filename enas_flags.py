@@ -150,6 +150,10 @@ def _define_controller_flags():
     DEFINE_integer("controller_num_aggregate", 10, "Sampled architectures averaged per controller update.")
     DEFINE_integer("controller_train_steps", 30, "Controller updates per controller phase.")
     DEFINE_integer("controller_train_every", 1, "Train the controller every this many epochs.")
+    DEFINE_integer("uniform_warmup_epochs", 0,
+                   "Train the shared child on uniformly drawn cells, and the controller not at all, "
+                   "for this many first epochs; 0 = the original (the controller's cells from the "
+                   "start).")
     DEFINE_boolean("random_search", False,
                    "Baseline: draw every cell uniformly at random and never train the controller "
                    "(random search with weight sharing, Li & Talwalkar 2019); all else the same.")
@@ -218,6 +222,9 @@ def check_flags(flags, mode):
                 flags.child_shared_init))
         _positive(flags, ["controller_num_aggregate", "controller_train_steps",
                           "controller_train_every", "controller_num_final_arcs"])
+        if not 0 <= flags.uniform_warmup_epochs < flags.num_epochs:
+            raise UserError("--uniform_warmup_epochs must be >= 0 and below --num_epochs ({}), got {}"
+                            .format(flags.num_epochs, flags.uniform_warmup_epochs))
         if flags.child_fixed_arc:
             raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
     elif not flags.child_fixed_arc:

@@ -201,10 +201,11 @@ def _build_eval(g, flags, child, data, arcs, search):
     g.eval_count = tf.shape(g.eval_labels)[0]
 
 
-def _cell_of_step(g, global_step, num_cells):
+def _cell_of_step(g, global_step, num_cells, warmup_steps):
     """A search's training cell: (normal, reduce) int32 [4B], drawn statelessly from
     (cell_seed, the global step read in this run) with the sampler's weights, which do not change
-    during a child epoch. Every worker that reads step s trains cell(s), with no message.
+    during a child epoch; by the uniform sampler in the first warmup_steps steps. Every worker
+    that reads step s trains cell(s), with no message.
 
     A stale worker cannot mix cells: SyncReplicasOptimizer adds a gradient to update A only if
     the worker's local step (the global step it got with its last token) is at least A; the step
@@ -213,7 +214,10 @@ def _cell_of_step(g, global_step, num_cells):
     the same cells. Returns (the step read int64 [], (normal, reduce))."""
     cell_step = global_step.read_value()
     seed = tf.stack([g.cell_seed.read_value(), cell_step * 8 * num_cells])
-    return cell_step, g.sampler.seeded_sample_arc(seed)
+    if not warmup_steps:
+        return cell_step, g.sampler.seeded_sample_arc(seed)
+    return cell_step, tf.cond(cell_step < warmup_steps, lambda: g.uniform_sampler.seeded_sample_arc(seed),
+                              lambda: g.sampler.seeded_sample_arc(seed))
 
 
 def _build_train(child, images, labels, arcs, cell_step, sync):
@@ -247,7 +251,8 @@ def _build_sampler(g, flags, data, global_step):
     arcs = g.sampler.sample_arc
     g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
     g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
-    return _cell_of_step(g, global_step, flags.child_num_cells)
+    warmup_steps = flags.uniform_warmup_epochs * g.num_train_batches
+    return _cell_of_step(g, global_step, flags.child_num_cells, warmup_steps)
 
 
 def _build_epochs_done(g):

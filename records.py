@@ -18,7 +18,8 @@ import search_space
 from errors import UserError, WriteFailed, writing
 
 RUN_FLAGS_FILE = "run_flags.json"
-ADDED_LATER = {"random_search": False}  # shaping flags an older run_flags.json lacks: their value then
+# Shaping flags an older run_flags.json lacks: their value then.
+ADDED_LATER = {"random_search": False, "uniform_warmup_epochs": 0}
 ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 # Names this program writes into output_dir; a reset deletes only these.
 LOCK_FILE = ".lock"  # flock of the run writing to output_dir (lock_output_dir)
@@ -31,7 +32,8 @@ OWN_PREFIXES = ("model.ckpt-", "events.out.tfevents", "best_arc_", ".tmp_")
 def shaping_flags(flags, mode, fixed_arc, num_classes):
     """The values a checkpoint's weights depend on; a resume must match them."""
     arc = None if fixed_arc is None else search_space.arc_to_string(*fixed_arc)
-    search = {"random_search": flags.random_search} if mode == "search" else {}
+    search = {"random_search": flags.random_search,
+              "uniform_warmup_epochs": flags.uniform_warmup_epochs} if mode == "search" else {}
     return {**search, "mode": mode, "child_num_layers": flags.child_num_layers,
             "child_out_filters": flags.child_out_filters, "child_num_cells": flags.child_num_cells,
             "child_fixed_arc": arc, "child_use_aux_heads": flags.child_use_aux_heads,

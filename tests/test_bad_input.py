@@ -246,6 +246,13 @@ def test_bad_shared_init(runner, data, tmp_path):  # noqa: F811
              base=_with(ARGS["search"], {"--child_shared_init": "zeros"}))
 
 
+def test_warmup_not_shorter_than_the_search(runner, data, tmp_path):  # noqa: F811
+    _, dirs = data
+    epochs = ARGS["search"][ARGS["search"].index("--num_epochs") + 1]
+    _refused(runner, dirs, [], tmp_path, ["--uniform_warmup_epochs", epochs], "search",
+             base=_with(ARGS["search"], {"--uniform_warmup_epochs": epochs}))
+
+
 def test_bad_mixed_precision(runner, data, tmp_path):  # noqa: F811
     _, dirs = data
     _refused(runner, dirs, [], tmp_path, ["--mixed_precision", "float8"], "final",

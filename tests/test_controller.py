@@ -1,6 +1,7 @@
 """Tests of micro_controller.MicroController (sampler and REINFORCE trainer)."""
 import os
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -314,3 +315,46 @@ def test_baseline_follows_ema():
     np.testing.assert_allclose(reward, r, rtol=1e-6)
     np.testing.assert_allclose(bl, (1 - bl_dec) * r, rtol=1e-6)
     np.testing.assert_allclose(stored, (1 - bl_dec) * r, rtol=1e-6)
+
+
+def test_warmup_steps_train_uniform_cells_then_the_controllers():
+    """--uniform_warmup_epochs: the search's training cell of a global step below the warm-up's
+    steps is the uniform sampler's draw from that step's seed, from then on the controller's."""
+    import graph as graph_lib
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(5)
+        g = types.SimpleNamespace(cell_seed=tf.Variable(tf.constant(7, tf.int64)),
+                                  uniform_sampler=UniformSampler(3),
+                                  sampler=MicroController(num_cells=3, tanh_constant=1.1, op_tanh_reduce=2.5))
+        global_step = tf.Variable(tf.constant(0, tf.int64))
+        step = tf.placeholder(tf.int64, [])
+        set_step = global_step.assign(step)
+        _, cell = graph_lib._cell_of_step(g, global_step, 3, warmup_steps=4)
+        seed = tf.stack([tf.constant(7, tf.int64), step * 8 * 3])
+        uniform, controller = g.uniform_sampler.seeded_sample_arc(seed), g.sampler.seeded_sample_arc(seed)
+        init = tf.global_variables_initializer()
+    sess = _session(graph)
+    sess.run(init)
+    sources = []
+    for s in range(8):
+        sess.run(set_step, {step: s})
+        trained, u, c = sess.run([cell, uniform, controller], {step: s})
+        assert not np.array_equal(np.concatenate(u), np.concatenate(c)), s  # the test can tell them apart
+        sources.append("uniform" if np.array_equal(np.concatenate(trained), np.concatenate(u)) else
+                       "controller" if np.array_equal(np.concatenate(trained), np.concatenate(c)) else None)
+    sess.close()
+    assert sources == ["uniform"] * 4 + ["controller"] * 4
+
+
+@pytest.mark.parametrize("every,warmup,phases", [
+    (1, 0, [1, 2, 3, 4, 5, 6]), (1, 2, [3, 4, 5, 6]), (2, 0, [2, 4, 6]), (2, 3, [4, 6]), (2, 4, [6])])
+def test_controller_phases_start_after_the_warmup(every, warmup, phases):
+    """The epochs with a controller phase, and the controller's train_step after each epoch (3
+    updates per phase): no phase within --uniform_warmup_epochs, every --controller_train_every after."""
+    from controller_phase import controller_updates_by, trains_controller
+    flags = types.SimpleNamespace(controller_train_every=every, uniform_warmup_epochs=warmup,
+                                  controller_train_steps=3, random_search=False)
+    assert [e for e in range(1, 7) if trains_controller(flags, e)] == phases
+    assert [controller_updates_by(flags, e) for e in range(1, 7)] == [
+        3 * sum(p <= e for p in phases) for e in range(1, 7)]
