@@ -3,10 +3,12 @@
     python bench/ranking.py --data_dir DIR [--img_size 16 --channel 3] [--num_cells 3]
         [--num_candidates 12] [--seed 0] [--search_epochs 10] [--retrain_epochs 5]
         [--sampler uniform|controller] [--score accuracy|loss] [--finetune_steps 0]
-        [--search_args "--child_num_layers 2 ..."] [--retrain_args "..."] [--work_dir DIR]
+        [--search_args "--child_num_layers 2 ..."] [--enas_args "--uniform_warmup_epochs 3"]
+        [--retrain_args "..."] [--work_dir DIR]
 
 1. trains the shared child as a search does (main_controller_child_trainer.py; --sampler uniform
-   adds --random_search: cells drawn uniformly, the controller never trained);
+   adds --random_search: cells drawn uniformly, the controller never trained; --sampler
+   controller adds --enas_args: the search_quality bench's ENAS search with the same flags);
 2. draws --num_candidates cells uniformly from --seed (the same cells for every variant run with
    that seed and --num_cells);
 3. scores each with the shared weights as the search's final scoring does (scoring.score_arcs:
@@ -156,7 +158,8 @@ def finetune(sess, g, arc, steps):
 def sampler_run(args):
     """(kind, extra flags) of the search that trains the shared child with --sampler: uniform
     cells are the search_quality bench's random search, the controller its ENAS search."""
-    return ("random", ["--random_search"]) if args.sampler == "uniform" else ("enas", [])
+    return ("random", ["--random_search"]) if args.sampler == "uniform" else (
+        "enas", shlex.split(args.enas_args))
 
 
 def search_argv(args, search_dir):

@@ -50,6 +50,7 @@ def run_args_parser(doc, img_size, channel, num_cells, retrain_epochs):
     p.add_argument("--search_epochs", type=int, default=10)
     p.add_argument("--retrain_epochs", type=int, default=retrain_epochs)
     p.add_argument("--search_args", default="", help="extra flags of the searches")
+    p.add_argument("--enas_args", default="", help="extra flags of the ENAS search (controller) only")
     p.add_argument("--retrain_args", default="", help="extra flags of every retraining")
     p.add_argument("--work_dir", help="keep every run's output_dir here")
     return p
@@ -58,7 +59,6 @@ def run_args_parser(doc, img_size, channel, num_cells, retrain_epochs):
 def parse_args(argv=None):
     p = run_args_parser(__doc__, img_size=32, channel=1, num_cells=5, retrain_epochs=10)
     p.add_argument("--num_random", type=int, default=4, help="random cells retrained")
-    p.add_argument("--enas_args", default="", help="extra flags of the ENAS search (a) only")
     return p.parse_args(argv)
 
 
