@@ -5,7 +5,9 @@ names its flags instead of a dead run.
   python bench/flag_sweep.py                      60 cases drawn from the whole space (seed 0)
   python bench/flag_sweep.py --cases 200 --seed 3
   python bench/flag_sweep.py --widths             every even child_out_filters 2..48, both modes
-  MALLOC_CHECK_=3 python bench/flag_sweep.py ...  the same under glibc's heap checker
+A heap overflow shows as an abort when it breaks a malloc chunk header (glibc checks them on
+every call). glibc's stricter checker (MALLOC_CHECK_=3) needs LD_PRELOAD=libc_malloc_debug.so.0
+since glibc 2.34, and was not active under a pyenv-built Python even then.
 
 The space a user can reach: child_out_filters even 2..48, child_num_cells 2..7,
 child_num_layers 0..6, img_size multiples of 4 from 8 to 40, channel 1 and 3, batch sizes that

@@ -7,7 +7,8 @@
 Trains the search child for --steps child steps on a new cell every step: drawn uniformly at
 random (--sampler uniform, random search with weight sharing), or by the controller, which then
 also trains for controller_train_steps updates every --controller_every child steps (--sampler
-controller). Every --eval_every steps it scores --eval_arcs cells drawn by the same sampler with the
+controller; with --set uniform_warmup_epochs=N, uniform cells and no controller phase in the
+first N epochs, as in the search). Every --eval_every steps it scores --eval_arcs cells drawn by the same sampler with the
 shared weights on --eval_images valid images (one fixed random subset) and prints their mean
 valid accuracy.
 Then it trains one fixed cell (--fixed_arc, default the MNIST cell of the README) alone, with the
@@ -128,9 +129,10 @@ def shared_curve(args, flags, data):
     g, sess = open_session(flags, data, None)
     curve, losses, t0 = [], [], time.time()
     fetches = train_fetches(g)
+    warmup_steps = flags.uniform_warmup_epochs * g.num_train_batches  # uniform cells, no controller
     for step in range(1, args.steps + 1):
         losses.append(sess.run(fetches)["loss"])
-        if args.sampler == "controller" and step % args.controller_every == 0:
+        if args.sampler == "controller" and step % args.controller_every == 0 and step > warmup_steps:
             controller_phase(sess, g, flags)
         if step % args.eval_every == 0:
             arcs = [sess.run(g.sampler.sample_arc) for _ in range(args.eval_arcs)]
