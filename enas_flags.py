@@ -147,6 +147,9 @@ def _define_controller_flags():
     DEFINE_float("controller_op_tanh_reduce", 2.5, "Op logits use tanh_constant / op_tanh_reduce.")
     DEFINE_float("controller_temperature", None, "Divide logits by this before tanh; unset = off.")
     DEFINE_float("controller_entropy_weight", 1e-4, "Reward bonus per unit of sample entropy.")
+    DEFINE_integer("controller_reward_batch_size", None,
+                   "Valid images in each sampled cell's reward (at most the valid set); unset = "
+                   "--batch_size, the original's one batch.")
     DEFINE_integer("controller_num_aggregate", 10, "Sampled architectures averaged per controller update.")
     DEFINE_integer("controller_train_steps", 30, "Controller updates per controller phase.")
     DEFINE_integer("controller_train_every", 1, "Train the controller every this many epochs.")
@@ -222,6 +225,9 @@ def check_flags(flags, mode):
                 flags.child_shared_init))
         _positive(flags, ["controller_num_aggregate", "controller_train_steps",
                           "controller_train_every", "controller_num_final_arcs"])
+        if flags.controller_reward_batch_size is not None and flags.controller_reward_batch_size < 1:
+            raise UserError("--controller_reward_batch_size must be >= 1 (unset = --batch_size), got {}"
+                            .format(flags.controller_reward_batch_size))
         if not 0 <= flags.uniform_warmup_epochs < flags.num_epochs:
             raise UserError("--uniform_warmup_epochs must be >= 0 and below --num_epochs ({}), got {}"
                             .format(flags.num_epochs, flags.uniform_warmup_epochs))

@@ -188,7 +188,7 @@ def _build_eval(g, flags, child, data, arcs, search):
         data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)) for s in ("valid", "test")}
     if search:
         reward_seed = flags.seed if flags.seed is not None else int(np.random.randint(2 ** 31))
-        g._reward_batch = lambda key: data_utils.reward_batch(data, flags.batch_size, reward_seed, key)
+        g._reward_batch = lambda key: data_utils.reward_batch(data, g.reward_batch_size, reward_seed, key)
     g.eval_init = {s: iterators[s].initializer for s in iterators}
     g._handles = {s: it.string_handle() for s, it in iterators.items()}
     g._eval_source = tf.placeholder(tf.string, [], name="eval_source")
@@ -250,7 +250,8 @@ def _build_sampler(g, flags, data, global_step):
     g.sampler = g.uniform_sampler if flags.random_search else g.controller
     arcs = g.sampler.sample_arc
     g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
-    g.reward_batch_size = min(flags.batch_size, len(data["labels"]["valid"]))
+    g.reward_batch_size = min(flags.controller_reward_batch_size or flags.batch_size,
+                              len(data["labels"]["valid"]))
     warmup_steps = flags.uniform_warmup_epochs * g.num_train_batches
     return _cell_of_step(g, global_step, flags.child_num_cells, warmup_steps)
 

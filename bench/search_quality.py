@@ -49,7 +49,8 @@ def run_args_parser(doc, img_size, channel, num_cells, retrain_epochs):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--search_epochs", type=int, default=10)
     p.add_argument("--retrain_epochs", type=int, default=retrain_epochs)
-    p.add_argument("--search_args", default="", help="extra flags of the searches")
+    p.add_argument("--search_args", default="", help="extra flags of the searches (one flag alone: "
+                                                      "--search_args=--flag)")
     p.add_argument("--enas_args", default="", help="extra flags of the ENAS search (controller) only")
     p.add_argument("--retrain_args", default="", help="extra flags of every retraining")
     p.add_argument("--work_dir", help="keep every run's output_dir here")

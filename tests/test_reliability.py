@@ -457,15 +457,21 @@ def test_controller_train_every_and_eval_every_epochs(runner, search_data, tmp_p
     assert {r[0] for r in rows if r[1] == "sample"} == {"2"}
 
 
-def test_uniform_warmup_never_trains_the_controller(runner, search_data, tmp_path):
-    """--uniform_warmup_epochs 1 of 2: the controller's one phase is at the end of epoch 2."""
+def test_uniform_warmup_and_reward_batch_size(runner, search_data, tmp_path):
+    """--uniform_warmup_epochs 1 of 2: the controller's one phase is at the end of epoch 2 (the
+    warm-up never trains it). --controller_reward_batch_size 4 of the 8 valid images: each
+    sampled cell's reward counts 4 images (arcs.tsv's n_images, accuracies in quarters)."""
     out = str(tmp_path / "search")
     run = runner.run("search", data_flags(search_data) + SEARCH_TINY + [
-        "--seed", "1", "--num_epochs", "2", "--uniform_warmup_epochs", "1", "--output_dir", out])
+        "--seed", "1", "--num_epochs", "2", "--uniform_warmup_epochs", "1",
+        "--controller_reward_batch_size", "4", "--output_dir", out])
     assert run.returncode == 0, run.stderr[-3000:]
     assert re.findall(r"^Epoch (\d+): Training controller", run.stdout, re.M) == ["2"]
     assert int(ckpt_value(out, "controller/train_step")) == int(
         SEARCH_TINY[SEARCH_TINY.index("--controller_train_steps") + 1])
+    samples = [r for r in read_arcs(os.path.join(out, "arcs.tsv")) if r[1] == "sample"]
+    assert samples and {r[4] for r in samples} == {"4"}
+    assert all(float(r[3]) * 4 == round(float(r[3]) * 4) for r in samples)
 
 
 def test_end_of_search_scores_uniform_cells_beside_the_controllers(runner, search_data, tmp_path):
