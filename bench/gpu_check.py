@@ -52,6 +52,7 @@ def layout_outputs(data_format, size, fixed_arc=None, sampled_arc=None, weights=
     labels = rng.randint(0, NUM_CLASSES, BATCH).astype(np.int32)
     with tf.Graph().as_default(), tf.device(device):
         tf.enable_resource_variables()
+        tf.set_random_seed(size)  # the same start every run: see compare_layouts
         child = MicroChild(num_classes=NUM_CLASSES, num_layers=1, num_cells=5, out_filters=4,
                            drop_path_keep_prob=0.6 if fixed_arc else None, data_format=data_format,
                            fixed_arc=fixed_arc, num_train_batches=1, seed=5)
@@ -75,7 +76,12 @@ def layout_outputs(data_format, size, fixed_arc=None, sampled_arc=None, weights=
 
 def compare_layouts(size, fixed_arc=None, sampled_arc=None, device=None, tolerance=2e-4):
     """NHWC against NCHW with the NHWC child's weights: the list of (name, max |difference|)
-    of the outputs and gradients that differ by more than tolerance * max(1, max |NHWC value|)."""
+    of the outputs and gradients that differ by more than tolerance * max(1, max |NHWC value|).
+
+    The weights start from a fixed seed. With a new draw each run, about 1 run in 80 failed
+    without any fault: in this tiny child an input of a ReLU can be 0 up to rounding (one
+    captured case: 6.8e-7 in NHWC, -7.6e-8 in NCHW, from the same weights every time), and
+    the ReLU then passes that element's gradient in one layout only."""
     weights, want, want_grads = layout_outputs("NHWC", size, fixed_arc, sampled_arc, None, device)
     _, got, got_grads = layout_outputs("NCHW", size, fixed_arc, sampled_arc, weights, device)
     assert sorted(got_grads) == sorted(want_grads)
