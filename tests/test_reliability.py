@@ -441,14 +441,20 @@ def test_ctrl_c_saves_checkpoint_and_resumes_the_uninterrupted_run(runner, final
 
 
 # ------------------------------------------------------------------------- schedule flags
+def _seed1_search(runner, search_data, tmp_path, flags):
+    """A tiny seeded search with flags that ran to its end: (run, output_dir)."""
+    out = str(tmp_path / "search")
+    run = runner.run("search", data_flags(search_data) + SEARCH_TINY + ["--seed", "1"] + flags +
+                     ["--output_dir", out])
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run, out
+
+
 def test_controller_train_every_and_eval_every_epochs(runner, search_data, tmp_path):
     """--controller_train_every 2 and --eval_every_epochs 2 over 3 epochs: one controller phase
     (epoch 2, with its sampled cells), evaluations at epoch 2 and at the last epoch."""
-    out = str(tmp_path / "search")
-    run = runner.run("search", data_flags(search_data) + SEARCH_TINY + [
-        "--seed", "1", "--num_epochs", "3", "--controller_train_every", "2",
-        "--eval_every_epochs", "2", "--output_dir", out])
-    assert run.returncode == 0, run.stderr[-3000:]
+    run, out = _seed1_search(runner, search_data, tmp_path, [
+        "--num_epochs", "3", "--controller_train_every", "2", "--eval_every_epochs", "2"])
     assert re.findall(r"^Epoch (\d+): Training controller", run.stdout, re.M) == ["2"]
     assert re.findall(r"^Epoch (\d+): Eval$", run.stdout, re.M) == ["2", "3"]
     assert len(re.findall(r"^ctrl_step = ", run.stdout, re.M)) == 2
@@ -461,11 +467,8 @@ def test_uniform_warmup_and_reward_batch_size(runner, search_data, tmp_path):
     """--uniform_warmup_epochs 1 of 2: the controller's one phase is at the end of epoch 2 (the
     warm-up never trains it). --controller_reward_batch_size 4 of the 8 valid images: each
     sampled cell's reward counts 4 images (arcs.tsv's n_images, accuracies in quarters)."""
-    out = str(tmp_path / "search")
-    run = runner.run("search", data_flags(search_data) + SEARCH_TINY + [
-        "--seed", "1", "--num_epochs", "2", "--uniform_warmup_epochs", "1",
-        "--controller_reward_batch_size", "4", "--output_dir", out])
-    assert run.returncode == 0, run.stderr[-3000:]
+    run, out = _seed1_search(runner, search_data, tmp_path, [
+        "--num_epochs", "2", "--uniform_warmup_epochs", "1", "--controller_reward_batch_size", "4"])
     assert re.findall(r"^Epoch (\d+): Training controller", run.stdout, re.M) == ["2"]
     assert int(ckpt_value(out, "controller/train_step")) == int(
         SEARCH_TINY[SEARCH_TINY.index("--controller_train_steps") + 1])
