@@ -216,7 +216,8 @@ def _cell_of_step(g, global_step, num_cells, warmup_steps):
     seed = tf.stack([g.cell_seed.read_value(), cell_step * 8 * num_cells])
     if not warmup_steps:
         return cell_step, g.sampler.seeded_sample_arc(seed)
-    return cell_step, tf.cond(cell_step < warmup_steps, lambda: g.uniform_sampler.seeded_sample_arc(seed),
+    in_warmup = cell_step < warmup_steps
+    return cell_step, tf.cond(in_warmup, lambda: g.uniform_sampler.seeded_sample_arc(seed),
                               lambda: g.sampler.seeded_sample_arc(seed))
 
 

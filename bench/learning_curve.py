@@ -8,9 +8,9 @@ Trains the search child for --steps child steps on a new cell every step: drawn 
 random (--sampler uniform, random search with weight sharing), or by the controller, which then
 also trains for controller_train_steps updates every --controller_every child steps (--sampler
 controller; with --set uniform_warmup_epochs=N, uniform cells and no controller phase in the
-first N epochs, as in the search). Every --eval_every steps it scores --eval_arcs cells drawn by the same sampler with the
-shared weights on --eval_images valid images (one fixed random subset) and prints their mean
-valid accuracy.
+first N epochs, as in the search). Every --eval_every steps it scores --eval_arcs cells drawn by
+the same sampler with the shared weights on --eval_images valid images (one fixed random subset)
+and prints their mean valid accuracy.
 Then it trains one fixed cell (--fixed_arc, default the MNIST cell of the README) alone, with the
 retraining graph and the search's flags, for the same steps, and prints the same figure for it.
 

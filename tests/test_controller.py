@@ -324,25 +324,26 @@ def test_warmup_steps_train_uniform_cells_then_the_controllers():
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(5)
+        controller = MicroController(num_cells=3, tanh_constant=1.1, op_tanh_reduce=2.5)
         g = types.SimpleNamespace(cell_seed=tf.Variable(tf.constant(7, tf.int64)),
-                                  uniform_sampler=UniformSampler(3),
-                                  sampler=MicroController(num_cells=3, tanh_constant=1.1, op_tanh_reduce=2.5))
+                                  uniform_sampler=UniformSampler(3), sampler=controller)
         global_step = tf.Variable(tf.constant(0, tf.int64))
         step = tf.placeholder(tf.int64, [])
         set_step = global_step.assign(step)
         _, cell = graph_lib._cell_of_step(g, global_step, 3, warmup_steps=4)
         seed = tf.stack([tf.constant(7, tf.int64), step * 8 * 3])
-        uniform, controller = g.uniform_sampler.seeded_sample_arc(seed), g.sampler.seeded_sample_arc(seed)
+        uniform = g.uniform_sampler.seeded_sample_arc(seed)
+        controller = g.sampler.seeded_sample_arc(seed)
         init = tf.global_variables_initializer()
     sess = _session(graph)
     sess.run(init)
     sources = []
     for s in range(8):
         sess.run(set_step, {step: s})
-        trained, u, c = sess.run([cell, uniform, controller], {step: s})
-        assert not np.array_equal(np.concatenate(u), np.concatenate(c)), s  # the test can tell them apart
-        sources.append("uniform" if np.array_equal(np.concatenate(trained), np.concatenate(u)) else
-                       "controller" if np.array_equal(np.concatenate(trained), np.concatenate(c)) else None)
+        trained, u, c = (np.concatenate(a) for a in sess.run([cell, uniform, controller], {step: s}))
+        assert not np.array_equal(u, c), s  # the test can tell them apart
+        sources.append("uniform" if np.array_equal(trained, u) else
+                       "controller" if np.array_equal(trained, c) else None)
     sess.close()
     assert sources == ["uniform"] * 4 + ["controller"] * 4
 

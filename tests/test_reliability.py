@@ -560,7 +560,8 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     search_quality.main(argv)
     assert capsys.readouterr().out == stdout
     scripts = []  # a controller variant: its own ENAS search, the same random search
-    monkeypatch.setattr(search_quality, "run", lambda script, *a: scripts.append(script) or run(script, *a))
+    monkeypatch.setattr(search_quality, "run",
+                        lambda script, *a: scripts.append(script) or run(script, *a))
     search_quality.main(argv + ["--enas_args", "--controller_lr 0.01"])
     assert scripts.count(SCRIPTS["search"]) == 1 and len(list(work.glob("search_enas_seed0_*/"))) == 2
     assert re.search(r"^rs-ws .*$", capsys.readouterr().out, re.M).group(0) in stdout
