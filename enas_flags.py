@@ -140,9 +140,10 @@ def _define_controller_flags():
     DEFINE_float("controller_lr", 0.0035, "Adam learning rate of the controller.")
     DEFINE_float("controller_l2_reg", 0.0, "L2 weight decay of the controller.")
     DEFINE_float("controller_bl_dec", 0.99, "Decay of the moving-average reward baseline.")
-    DEFINE_boolean("controller_advantage_norm", False,
+    DEFINE_boolean("controller_advantage_norm", True,
                    "Divide the advantage (reward - baseline) by its running root mean square "
-                   "(decay controller_bl_dec); False = the original's raw advantage.")
+                   "(decay controller_bl_dec), so that Adam's epsilon does not swamp advantages of "
+                   "about 0.01; --nocontroller_advantage_norm = the original's raw advantage.")
     DEFINE_float("controller_tanh_constant", 1.10, "Logits are tanh_constant * tanh(logits).")
     DEFINE_float("controller_op_tanh_reduce", 2.5, "Op logits use tanh_constant / op_tanh_reduce.")
     DEFINE_float("controller_temperature", None, "Divide logits by this before tanh; unset = off.")

@@ -53,7 +53,7 @@ SEARCH_DEFAULTS = dict(
     child_use_aux_heads=True, controller_lr=0.0035, controller_l2_reg=0.0, controller_bl_dec=0.99,
     controller_tanh_constant=1.10, controller_op_tanh_reduce=2.5, controller_temperature=None,
     controller_entropy_weight=1e-4, controller_num_aggregate=10, controller_train_steps=30,
-    controller_advantage_norm=False, controller_reward_batch_size=None,
+    controller_advantage_norm=True, controller_reward_batch_size=None,
     uniform_warmup_epochs=0, random_search=False, child_shared_init="aligned", mixed_precision="none")
 
 
