@@ -1,4 +1,5 @@
 """End-to-end tests of the two entry scripts, run as subprocesses on a tiny generated data set."""
+import json
 import os
 import re
 import subprocess
@@ -197,3 +198,22 @@ def test_progress_line_within_and_at_the_end_of_an_epoch():
                    "(ends about 12:07)"), mid
     end = loop.progress_line(60, 20, 10, 0, 120.0, now=now)
     assert end.startswith("Progress: epoch 3/10, step 60/200,") and "about 4.7 min left" in end
+
+
+def test_bench_search_defaults_are_the_search_scripts_defaults():
+    """bench/throughput.SEARCH_DEFAULTS (the flags of every benchmark that builds a search graph
+    in-process) holds each search flag graph.py reads, at main_controller_child_trainer.py's
+    default: a new flag or a changed default shows here, not as a benchmark of other settings."""
+    r = subprocess.run([sys.executable, "-c", (
+        "import json, enas_flags; enas_flags.define_flags('search'); enas_flags.FLAGS(['x']); "
+        "print(json.dumps({n: enas_flags.FLAGS[n].value for n in enas_flags.user_flags}))")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    defaults = json.loads(r.stdout)
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from throughput import SEARCH_DEFAULTS
+    with open(os.path.join(ROOT, "graph.py")) as f:
+        read_by_graph = set(re.findall(r"flags\.(\w+)", f.read()))
+    assert read_by_graph - {"mixed_precision"} <= set(SEARCH_DEFAULTS) <= set(defaults) | {"mixed_precision"}
+    assert {k: v for k, v in SEARCH_DEFAULTS.items() if k in defaults} == {
+        k: defaults[k] for k in SEARCH_DEFAULTS if k in defaults}
