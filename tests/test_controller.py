@@ -334,9 +334,7 @@ def test_warmup_steps_train_uniform_cells_then_the_controllers():
         seed = tf.stack([tf.constant(7, tf.int64), step * 8 * 3])
         uniform = g.uniform_sampler.seeded_sample_arc(seed)
         controller = g.sampler.seeded_sample_arc(seed)
-        init = tf.global_variables_initializer()
     sess = _session(graph)
-    sess.run(init)
     sources = []
     for s in range(8):
         sess.run(set_step, {step: s})
