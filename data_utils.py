@@ -6,6 +6,8 @@ augmentation and normalisation ((x - mean) / std, per-channel train statistics o
 scale) happen per batch inside a tf.numpy_function, so no image array becomes a graph constant.
 
 API
+  settle_channel(channel, train_dir) -> 1 or 3: --channel, or when not given, 3 if the first
+                                  training images are colour (train_images_are_colour), else 1
   read_data(train_dir, valid_dir, test_dir, channel, img_size, n_aug_img, skip_bad_images=False,
             batch_size=None, train_with_valid=False)
                                   -> dict: images/labels per split, class_names, mean, std, ...
@@ -70,12 +72,54 @@ def _to_uint8(img):
     return None
 
 
-def decode_image(path, channel, img_size):
-    """Decode one file to uint8 [img_size, img_size, channel] (RGB when 3); None if unreadable."""
+def _read_unchanged(path):
+    """The file's image as stored (cv2.IMREAD_UNCHANGED: [H,W] or [H,W,C], BGR order, any depth);
+    None if unreadable."""
     try:
-        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+        return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
     except (cv2.error, OSError, ValueError):
         return None
+
+
+def is_colour(img):
+    """Whether an image as stored (_read_unchanged) has colour: 3 or 4 channels whose first three
+    differ somewhere. Grey stored as three equal channels is grey."""
+    return (img.ndim == 3 and img.shape[2] >= 3 and
+            not (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])))
+
+
+def train_images_are_colour(train_dir, num_files=12):
+    """Whether any of num_files files of train_dir, spread evenly over its class folders in
+    order, is a colour image (is_colour). Unreadable files are passed over (read_data names
+    them); UserError as read_data's for a missing or empty folder."""
+    files = _list_files(train_dir, _list_classes(train_dir))
+    for path, _ in files[::max(1, len(files) // num_files)][:num_files]:
+        img = _read_unchanged(path)
+        if img is not None and is_colour(img):
+            return True
+    return False
+
+
+def settle_channel(channel, train_dir):
+    """The channel to read the data with: channel (--channel: 1, 3, or None when not given); None
+    becomes 3 if the training images are colour (train_images_are_colour), else 1. Prints one line
+    saying so, and one when channel 1 reads colour images as grey."""
+    if channel == 3:
+        return 3
+    colour = train_images_are_colour(train_dir)
+    if channel is None:
+        channel = 3 if colour else 1
+        print("--channel not given: the training images are " +
+              ("colour, read as RGB (channel 3)" if colour else "grey (channel 1)"))
+    elif colour:
+        print("--channel 1: the training images in {} are colour, read as grey (--channel 3 "
+              "reads them as RGB)".format(train_dir))
+    return channel
+
+
+def decode_image(path, channel, img_size):
+    """Decode one file to uint8 [img_size, img_size, channel] (RGB when 3); None if unreadable."""
+    img = _read_unchanged(path)
     if img is None or img.ndim not in (2, 3) or img.size == 0:
         return None
     img = _to_uint8(img)

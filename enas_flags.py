@@ -8,7 +8,10 @@ This module imports no TensorFlow, so that `--help` answers at once (exit_if_hel
   FLAGS, print_user_flags()   the parsed flags; every flag of this run, sorted, as the original printed
   exit_if_help(mode, argv)    -h / --help / --helpshort / --helpfull: print the flags, exit 0
   check_flags(flags, mode)    one-line UserError for the first flag value that cannot work
+  RANGES, CHOICES             every numeric flag's interval, every string flag's choices
+  bounds, in_range            an interval of RANGES as numbers, and the test against it
 """
+import re
 import sys
 
 from absl import flags as absl_flags
@@ -60,7 +63,8 @@ def define_flags(mode):
     DEFINE_string("train_data_dir", "data/train", "Training images: one sub-folder per class.")
     DEFINE_string("val_data_dir", "data/valid", "Validation images, same class folders as train.")
     DEFINE_string("test_data_dir", "data/test", "Test images, same class folders as train.")
-    DEFINE_integer("channel", 1, "1 = read images as grayscale, 3 = as RGB colour.")
+    DEFINE_integer("channel", None, "1 = read images as grayscale, 3 = as RGB colour; unset = 3 if the "
+                   "first training images are colour, else 1.")
     DEFINE_integer("img_size", 16, "Images are resized to img_size x img_size pixels, a multiple of 4 "
                    "(16 suits the shipped 8x8 digits; the original used 32, for MNIST).")
     DEFINE_integer("n_aug_img", 1 if search else 3,
@@ -179,71 +183,90 @@ def _define_cluster_flags():
                                              "worker no step, for this many seconds.")
 
 
-def _positive(flags, names):
-    for name in names:
-        value = getattr(flags, name)
-        if value is None or value <= 0:
-            raise UserError("--{} must be positive, got {}".format(name, value))
+# Every numeric flag's allowed values but --channel's and --img_size's (_check_data_flags), in the
+# order check_flags checks them: (flag, interval). An end that names a flag is that flag's value;
+# NaN and infinities are outside every interval. A flag left unset (None: only a default can be) is
+# not checked. Each stops a value that would fail late (--controller_bl_dec 1.5: a NaN baseline
+# many steps on) or quietly do nothing useful (--controller_tanh_constant 0: uniform cells).
+RANGES = (
+    ("n_aug_img", "[1, inf)"), ("batch_size", "[1, inf)"), ("num_epochs", "[1, inf)"),
+    ("log_every", "[1, inf)"), ("eval_every_epochs", "[1, inf)"), ("seed", "[0, 2147483647]"),
+    ("num_threads", "[0, inf)"),
+    ("child_num_layers", "[0, inf)"), ("child_num_cells", "[1, inf)"), ("child_out_filters", "[2, inf)"),
+    ("child_lr_max", "(0, inf)"), ("child_lr_min", "[0, child_lr_max]"), ("child_lr_T_0", "[1, inf)"),
+    ("child_lr_T_mul", "[1, inf)"), ("child_cutout_size", "[1, inf)"), ("child_random_crop_pad", "[0, inf)"),
+    ("child_grad_bound", "[0, inf)"), ("child_keep_prob", "(0, 1]"), ("child_drop_path_keep_prob", "(0, 1]"),
+    ("child_l2_reg", "[0, inf)"),
+    ("controller_lr", "(0, inf)"), ("controller_l2_reg", "[0, inf)"), ("controller_bl_dec", "[0, 1)"),
+    ("controller_tanh_constant", "(0, inf)"), ("controller_op_tanh_reduce", "(0, inf)"),
+    ("controller_temperature", "(0, inf)"), ("controller_entropy_weight", "[0, inf)"),
+    ("controller_reward_batch_size", "[1, inf)"), ("controller_num_aggregate", "[1, inf)"),
+    ("controller_train_steps", "[1, inf)"), ("controller_train_every", "[1, inf)"),
+    ("uniform_warmup_epochs", "[0, num_epochs)"), ("controller_num_final_arcs", "[1, inf)"),
+    ("task_index", "[0, inf)"), ("child_num_aggregate", "[1, inf)"), ("sync_timeout_secs", "[1, inf)"),
+)
+# The string flags' allowed values: (flag, choices).
+CHOICES = (("data_format", ("NHWC", "NCHW")), ("child_clip_mode", ("global", "norm")),
+           ("child_shared_init", ("aligned", "he", "authors")), ("mixed_precision", MIXED_PRECISION))
+_INTERVAL = re.compile(r"([\[(])(\w+), (\w+)([\])])")
+
+
+def bounds(flags, interval):
+    """An interval of RANGES as numbers: (low, low included, high, high included)."""
+    left, low, high, right = _INTERVAL.fullmatch(interval).groups()
+    low, high = (getattr(flags, end) if hasattr(flags, end) else float(end) for end in (low, high))
+    return low, left == "[", high, right == "]"
+
+
+def in_range(value, low, low_included, high, high_included):
+    """Whether value lies in the interval (see bounds); never for NaN."""
+    return ((value >= low if low_included else value > low) and
+            (value <= high if high_included else value < high))
+
+
+def _expected(flags, interval):
+    """What a value of interval must be, for an error: '>= 1', 'in [0, 1)',
+    'in [0, --num_epochs) = [0, 5)'."""
+    left, low, high, _ = _INTERVAL.fullmatch(interval).groups()
+    if high == "inf":
+        return "{} {}".format(">=" if left == "[" else ">", low)
+    named = re.sub(r"[a-z]\w*", lambda m: "--" + m.group(), interval)
+    valued = re.sub(r"[a-z]\w*", lambda m: str(getattr(flags, m.group())), interval)
+    return "in " + interval if named == interval else "in {} = {}".format(named, valued)
 
 
 def check_flags(flags, mode):
-    """Raises UserError naming the first flag whose value cannot work; mode "search" or "final".
+    """Raises UserError naming the first flag whose value cannot work; mode "search" or "final";
+    flags: the parsed FLAGS or any object with their attributes (a flag of the other mode absent).
 
-    The one place flag values are checked. What they point to is checked where it is read: the
-    data folders, images and the batch against the training set in data_utils.read_data, an arc
-    string or file in search_space.parse_arc, the cluster's hosts (which may come from TF_CONFIG
-    instead) and --child_num_aggregate against their number in cluster.from_flags.
+    The one place flag values are checked: _check_data_flags, then RANGES and CHOICES. What they
+    point to is checked where it is read: the data folders, images and the batch against the
+    training set in data_utils.read_data, an arc string or file in search_space.parse_arc, the
+    cluster's hosts (which may come from TF_CONFIG instead) and --child_num_aggregate and
+    --task_index against their number in cluster.from_flags.
     """
-    search = mode == "search"
-    _check_data_flags(flags.channel, flags.img_size, flags.n_aug_img)
-    _positive(flags, ["batch_size", "num_epochs", "child_out_filters", "child_num_cells", "log_every",
-                      "eval_every_epochs", "child_lr_T_0", "child_lr_T_mul"])
+    _check_data_flags(flags.channel, flags.img_size)
+    for name, interval in RANGES:
+        value = getattr(flags, name, None)
+        if value is not None and not in_range(value, *bounds(flags, interval)):
+            raise UserError("--{} must be {}, got {}".format(name, _expected(flags, interval), value))
+    for name, choices in CHOICES:
+        if getattr(flags, name, choices[0]) not in choices:
+            raise UserError("--{} must be {}, got {}".format(
+                name, ", ".join(choices[:-1]) + " or " + choices[-1], getattr(flags, name)))
     if flags.child_out_filters % 2:
         raise UserError("--child_out_filters must be even (factorized reduction halves it), got {}"
                         .format(flags.child_out_filters))
-    if flags.child_num_layers < 0:
-        raise UserError("--child_num_layers must be >= 0, got {}".format(flags.child_num_layers))
-    if flags.child_clip_mode not in ("global", "norm"):
-        raise UserError("--child_clip_mode must be global or norm, got {}".format(flags.child_clip_mode))
-    if flags.data_format not in ("NHWC", "NCHW"):
-        raise UserError("--data_format must be NHWC or NCHW, got {}".format(flags.data_format))
-    for name in ("child_keep_prob", "child_drop_path_keep_prob"):
-        if not 0.0 < getattr(flags, name) <= 1.0:
-            raise UserError("--{} must be in (0, 1], got {}".format(name, getattr(flags, name)))
-    if flags.child_random_crop_pad < 0:
-        raise UserError("--child_random_crop_pad must be >= 0, got {}".format(flags.child_random_crop_pad))
-    if flags.sync_timeout_secs <= 0:
-        raise UserError("--sync_timeout_secs must be > 0, got {}".format(flags.sync_timeout_secs))
-    if flags.child_num_aggregate is not None and flags.child_num_aggregate < 1:
-        raise UserError("--child_num_aggregate must be >= 1 (at most the number of workers), got {}"
-                        .format(flags.child_num_aggregate))
-    if not search and flags.mixed_precision not in MIXED_PRECISION:
-        raise UserError("--mixed_precision must be one of {}, got {}".format(
-            ", ".join(MIXED_PRECISION), flags.mixed_precision))
-    if search:
-        if flags.child_shared_init not in ("aligned", "he", "authors"):
-            raise UserError("--child_shared_init must be aligned, he or authors, got {}".format(
-                flags.child_shared_init))
-        _positive(flags, ["controller_num_aggregate", "controller_train_steps",
-                          "controller_train_every", "controller_num_final_arcs"])
-        if flags.controller_reward_batch_size is not None and flags.controller_reward_batch_size < 1:
-            raise UserError("--controller_reward_batch_size must be >= 1 (unset = --batch_size), got {}"
-                            .format(flags.controller_reward_batch_size))
-        if not 0 <= flags.uniform_warmup_epochs < flags.num_epochs:
-            raise UserError("--uniform_warmup_epochs must be >= 0 and below --num_epochs ({}), got {}"
-                            .format(flags.num_epochs, flags.uniform_warmup_epochs))
-        if flags.child_fixed_arc:
-            raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
-    elif not flags.child_fixed_arc:
+    if mode == "search" and flags.child_fixed_arc:
+        raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
+    if mode != "search" and not flags.child_fixed_arc:
         raise UserError("--child_fixed_arc is required: the {} integers of a cell string, or a file "
                         "holding them (e.g. output/search/best_arc.txt)".format(8 * flags.child_num_cells))
 
 
-def _check_data_flags(channel, img_size, n_aug_img):
-    """UserError for bad --channel, --img_size or --n_aug_img values."""
-    if channel not in (1, 3):
-        raise UserError("--channel must be 1 or 3, got %r" % (channel,))
+def _check_data_flags(channel, img_size):
+    """UserError for bad --channel or --img_size values (None: --channel not given)."""
+    if channel not in (None, 1, 3):
+        raise UserError("--channel must be 1 or 3 (or not given: read from the data), got %r" % (channel,))
     if not isinstance(img_size, int) or img_size <= 0 or img_size % 4:
         raise UserError("--img_size must be a positive multiple of 4, got %r" % (img_size,))
-    if not isinstance(n_aug_img, int) or n_aug_img < 1:
-        raise UserError("--n_aug_img must be an integer >= 1, got %r" % (n_aug_img,))

@@ -64,7 +64,7 @@ def exit_with(message, status):
 
 def run(flags, mode):
     """Checks everything the user gave (flags: the parsed enas_flags), then trains (see the
-    module docstring)."""
+    module docstring). --channel not given is read from the data (data_utils.settle_channel)."""
     search = mode == "search"
     enas_flags.check_flags(flags, mode)
     fixed_arc = None if search else search_space.parse_arc(flags.child_fixed_arc, flags.child_num_cells)
@@ -72,6 +72,7 @@ def run(flags, mode):
     if cluster and cluster.job == "ps":
         return cluster_lib.serve(cluster)
     chief = cluster is None or cluster.is_chief
+    flags.channel = data_utils.settle_channel(flags.channel, flags.train_data_dir)
     data = read_data(flags)
     if chief:  # only the chief of a cluster writes to output_dir
         run_flags = records.shaping_flags(flags, mode, fixed_arc, len(data["class_names"]))

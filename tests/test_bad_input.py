@@ -5,16 +5,20 @@ scripts do, forked from a server that imported TensorFlow once (a fresh interpre
 on that import on the shared CI machine). test_real_cli_gives_the_same_error checks one case
 against a real `python main_child_trainer.py` process.
 """
+import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import types
 
 import cv2
 import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
+import enas_flags
 import errors
 import search_space
 from test_cli import ARC16
@@ -178,6 +182,9 @@ def test_colour_files_under_channel_1_are_converted(runner, data, tmp_path):  # 
     run, out = _run(runner, dirs, ["--channel", "1"], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "train: 16 images, 2 classes, 8x8x1" in run.stdout
+    notice = "--channel 1: the training images in {} are colour, read as grey".format(dirs[0])
+    assert [line for line in run.stdout.splitlines() if line.startswith("--channel")] == [
+        notice + " (--channel 3 reads them as RGB)"]
     assert os.path.exists(os.path.join(out, "model.ckpt-1.index"))
 
 
@@ -196,6 +203,9 @@ FLAG_CASES = {  # case: (replaced flags, what the error must name)
     "n_aug_img_0": ({"--n_aug_img": "0"}, ["--n_aug_img"]),
     "img_size_not_a_number": ({"--img_size": "big"}, ["img_size"]),
     "clip_mode_unknown": ({"--child_clip_mode": "value"}, ["--child_clip_mode", "value"]),
+    "lr_min_above_lr_max": ({"--child_lr_min": "0.1"}, ["--child_lr_min", "--child_lr_max", "0.1"]),
+    "seed_negative": ({"--seed": "-1"}, ["--seed", "-1"]),
+    "l2_reg_nan": ({"--child_l2_reg": "nan"}, ["--child_l2_reg", "nan"]),
 }
 
 
@@ -251,6 +261,112 @@ def test_warmup_not_shorter_than_the_search(runner, data, tmp_path):  # noqa: F8
     epochs = ARGS["search"][ARGS["search"].index("--num_epochs") + 1]
     _refused(runner, dirs, [], tmp_path, ["--uniform_warmup_epochs", epochs], "search",
              base=_with(ARGS["search"], {"--uniform_warmup_epochs": epochs}))
+
+
+def test_baseline_decay_above_1(runner, data, tmp_path):  # noqa: F811
+    """--controller_bl_dec 1.5 made the baseline NaN many steps on; now it stops at once."""
+    _, dirs = data
+    _refused(runner, dirs, [], tmp_path, ["--controller_bl_dec", "[0, 1)", "1.5"], "search",
+             base=_with(ARGS["search"], {"--controller_bl_dec": "1.5"}))
+
+
+@pytest.fixture(scope="module")
+def flag_defaults():
+    """{mode: {flag: (default, absl type: "int", "float", "string", "bool")}} of both scripts, each
+    from a fresh process (absl defines a flag once per process)."""
+    code = ("import json, sys, enas_flags; enas_flags.define_flags(sys.argv[1]); F = enas_flags.FLAGS; "
+            "F(['x']); print(json.dumps({n: (F[n].value, F[n].flag_type()) for n in enas_flags.user_flags}))")
+    found = {}
+    for mode in ("search", "final"):
+        r = subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr[-2000:]
+        found[mode] = json.loads(r.stdout)
+    return found
+
+
+def _default_flags(flag_defaults, mode):
+    """A mode's flags at their defaults (an arc for the retraining), as check_flags reads them."""
+    values = {name: value for name, (value, _) in flag_defaults[mode].items()}
+    return types.SimpleNamespace(**dict(values, child_fixed_arc=None if mode == "search" else ARC16))
+
+
+def _modes_of(flag_defaults, name):
+    return [mode for mode in ("search", "final") if name in flag_defaults[mode]]
+
+
+def test_every_numeric_flag_has_a_checked_range(flag_defaults):
+    """Every int and float flag of both scripts is in enas_flags.RANGES (or is --channel or
+    --img_size, checked by _check_data_flags), and the defaults pass check_flags."""
+    checked = {name for name, _ in enas_flags.RANGES} | {"channel", "img_size"}
+    for mode, defaults in flag_defaults.items():
+        numeric = {name for name, (_, kind) in defaults.items() if kind in ("int", "float")}
+        assert numeric <= checked, sorted(numeric - checked)
+        enas_flags.check_flags(_default_flags(flag_defaults, mode), mode)
+
+
+def _outside(low, low_included, high, high_included, is_int):
+    """Values outside an interval (enas_flags.bounds): below it, above it, and for floats NaN."""
+    if is_int:
+        below = st.integers(max_value=math.ceil(low) - 1 if low_included else math.floor(low))
+        above = (st.nothing() if high == math.inf else
+                 st.integers(min_value=math.floor(high) + 1 if high_included else math.ceil(high)))
+        return below | above
+    above = st.just(math.inf) if high == math.inf else st.floats(min_value=high, exclude_min=high_included)
+    return st.floats(max_value=low, exclude_max=low_included) | above | st.just(math.nan)
+
+
+def _inside(low, low_included, high, high_included, is_int):
+    if is_int:
+        first = math.ceil(low) if low_included else math.floor(low) + 1
+        if high == math.inf:
+            return st.integers(first, first + 10 ** 9)
+        return st.integers(first, math.floor(high) if high_included else math.ceil(high) - 1)
+    finite = high != math.inf
+    return st.floats(low, high if finite else None, exclude_min=not low_included,
+                     exclude_max=finite and not high_included, allow_nan=False, allow_infinity=False)
+
+
+# Flags whose rule is more than an interval: (values inside, values outside).
+NOT_AN_INTERVAL = {
+    "channel": (st.sampled_from([1, 3, None]), st.integers().filter(lambda c: c not in (1, 3))),
+    "img_size": (st.integers(1, 10 ** 4).map(lambda k: 4 * k),
+                 st.integers().filter(lambda s: s <= 0 or s % 4)),
+    "child_out_filters": (st.integers(1, 10 ** 4).map(lambda k: 2 * k),
+                          st.integers().filter(lambda f: f <= 0 or f % 2)),
+}
+
+
+def _draw_value(data, flag_defaults, mode, name, inside):
+    """A value of flag name in mode, drawn inside or outside its range."""
+    if name in NOT_AN_INTERVAL:
+        return data.draw(NOT_AN_INTERVAL[name][0 if inside else 1])
+    limits = enas_flags.bounds(_default_flags(flag_defaults, mode), dict(enas_flags.RANGES)[name])
+    is_int = flag_defaults[mode][name][1] == "int"
+    return data.draw((_inside if inside else _outside)(*limits, is_int))
+
+
+NUMERIC_FLAGS = ["channel", "img_size"] + [name for name, _ in enas_flags.RANGES]
+
+
+@pytest.mark.parametrize("name", NUMERIC_FLAGS)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_numeric_flag_out_of_range_is_one_line_naming_it(flag_defaults, name, data):
+    """Every numeric flag, in each script that has it, at a value outside its range (NaN and
+    infinities too): check_flags stops on it with one line naming it; inside its range, never
+    on it."""
+    for mode in _modes_of(flag_defaults, name):
+        flags = _default_flags(flag_defaults, mode)
+        setattr(flags, name, _draw_value(data, flag_defaults, mode, name, inside=False))
+        with pytest.raises(errors.UserError) as err:
+            enas_flags.check_flags(flags, mode)
+        assert str(err.value).startswith("--{} must be ".format(name)) and "\n" not in str(err.value)
+        setattr(flags, name, _draw_value(data, flag_defaults, mode, name, inside=True))
+        try:
+            enas_flags.check_flags(flags, mode)
+        except errors.UserError as e:  # a bound of another flag's range (--child_lr_max, --num_epochs)
+            assert not str(e).startswith("--{} ".format(name)), str(e)
 
 
 def test_bad_mixed_precision(runner, data, tmp_path):  # noqa: F811

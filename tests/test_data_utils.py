@@ -97,6 +97,48 @@ def test_rgb_order_and_conversions(tmp_path):
     assert img1.shape == (8, 8, 1) and abs(int(img1[0, 0, 0]) - 29) <= 1  # 0.114 * 255
 
 
+NOT_GIVEN = {1: "--channel not given: the training images are grey (channel 1)",
+             3: "--channel not given: the training images are colour, read as RGB (channel 3)"}
+
+
+@pytest.mark.parametrize("channel", [1, 3])
+def test_channel_not_given_is_read_from_the_training_images(tmp_path, capsys, channel):
+    """--channel unset: 3 for a folder of colour PNGs, 1 for grey ones, with one line saying so."""
+    dirs = make_png_dataset(tmp_path, num_classes=2, per_class=(4, 1, 1), size=8, channel=channel)
+    assert data_utils.settle_channel(None, dirs[0]) == channel
+    assert capsys.readouterr().out.splitlines() == [NOT_GIVEN[channel]]
+
+
+def test_shipped_digits_are_read_as_grey(capsys):
+    train = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "train")
+    assert data_utils.settle_channel(None, train) == 1
+    assert capsys.readouterr().out.splitlines() == [NOT_GIVEN[1]]
+
+
+def test_grey_stored_as_colour_is_grey_and_one_colour_file_is_colour(tmp_path):
+    """Grey stored as three (or, with alpha, four) equal channels counts as grey; one colour
+    file among grey ones makes the folder colour."""
+    grey = np.random.default_rng(0).integers(0, 256, (8, 8, 1)).astype(np.uint8)
+    bgra = np.dstack([grey, grey, grey, np.full_like(grey, 7)])
+    dirs = _single_file_dataset(tmp_path, {"grey3.png": np.dstack([grey] * 3), "grey4.png": bgra})
+    assert not data_utils.train_images_are_colour(dirs[0])
+    bgra[0, 0, 1] += 1
+    cv2.imwrite(os.path.join(dirs[0], "b", "colour.png"), bgra)
+    assert data_utils.train_images_are_colour(dirs[0])
+    assert data_utils.settle_channel(None, dirs[0]) == 3
+
+
+def test_channel_1_on_colour_images_says_they_are_read_as_grey(tmp_path, capsys):
+    colour = make_png_dataset(tmp_path / "c", num_classes=2, per_class=(4, 1, 1), size=8, channel=3)
+    grey = make_png_dataset(tmp_path / "g", num_classes=2, per_class=(4, 1, 1), size=8, channel=1)
+    assert data_utils.settle_channel(1, colour[0]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "--channel 1: the training images in {} are colour, read as grey (--channel 3 reads them "
+        "as RGB)".format(colour[0])]
+    assert data_utils.settle_channel(1, grey[0]) == 1 and data_utils.settle_channel(3, colour[0]) == 3
+    assert capsys.readouterr().out == ""
+
+
 def test_sixteen_bit_and_alpha(tmp_path):
     img16 = np.full((8, 8), 65535, np.uint16)
     bgra = np.zeros((8, 8, 4), np.uint8)
@@ -162,15 +204,16 @@ def test_non_image_file_and_skip(dirs):
 
 
 @pytest.mark.parametrize("kw, flag", [
-    (dict(img_size=10), "--img_size"), (dict(img_size=0), "--img_size"),
-    (dict(channel=2), "--channel"), (dict(n_aug_img=0), "--n_aug_img")])
+    (dict(img_size=10), "--img_size"), (dict(img_size=0), "--img_size"), (dict(channel=2), "--channel")])
 def test_bad_data_flags(kw, flag):
-    """The data flags are checked with the others (enas_flags.check_flags), before any reading."""
+    """The data flags are checked with the others (enas_flags.check_flags), before any reading;
+    --channel may be left unset (None: read from the data)."""
     import enas_flags
-    values = dict(dict(channel=1, img_size=12, n_aug_img=1), **kw)
-    enas_flags._check_data_flags(1, 12, 1)
+    values = dict(dict(channel=1, img_size=12), **kw)
+    enas_flags._check_data_flags(1, 12)
+    enas_flags._check_data_flags(None, 12)
     with pytest.raises(UserError, match=flag):
-        enas_flags._check_data_flags(values["channel"], values["img_size"], values["n_aug_img"])
+        enas_flags._check_data_flags(values["channel"], values["img_size"])
 
 
 def test_batch_larger_than_the_training_set_names_the_folder(dirs):
