@@ -1,6 +1,8 @@
 """What a run keeps in output_dir, and the checks that protect it.
 
   shaping_flags(flags, mode, arc, n)     the flags that shape the saved weights
+  data_source_flags(flags)               where the data was read (kept, not compared on resume)
+  take_search_data_flags(flags)          a retraining of best_arc.txt: the search's data flags
   prepare_output_dir(path, reset, run)   create / lock / safely reset / check a resumable output_dir
   lock_output_dir(path)                  one live run per output_dir (flock of path/.lock)
   append_lines, keep_lines               a TSV of whole lines only: appended in one write (cut back if
@@ -20,6 +22,11 @@ from errors import UserError, WriteFailed, writing
 RUN_FLAGS_FILE = "run_flags.json"
 # Shaping flags an older run_flags.json lacks: their value then.
 ADDED_LATER = {"random_search": False, "uniform_warmup_epochs": 0}
+# Where a run read its data: in run_flags.json beside the shaping flags, not compared on resume
+# (the folders may move); older files lack them.
+DATA_SOURCE_FLAGS = ("train_data_dir", "val_data_dir", "test_data_dir", "skip_bad_images")
+# What a retraining of a search's best_arc.txt takes from the search's run_flags.json.
+SEARCH_DATA_FLAGS = DATA_SOURCE_FLAGS + ("channel", "img_size", "child_num_cells")
 ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 # Names this program writes into output_dir; a reset deletes only these.
 LOCK_FILE = ".lock"  # flock of the run writing to output_dir (lock_output_dir)
@@ -38,6 +45,52 @@ def shaping_flags(flags, mode, fixed_arc, num_classes):
             "child_out_filters": flags.child_out_filters, "child_num_cells": flags.child_num_cells,
             "child_fixed_arc": arc, "child_use_aux_heads": flags.child_use_aux_heads,
             "img_size": flags.img_size, "channel": flags.channel, "num_classes": num_classes}
+
+
+def data_source_flags(flags):
+    """Where the run reads its data (DATA_SOURCE_FLAGS), the folders as absolute paths."""
+    return {name: os.path.abspath(getattr(flags, name)) if name.endswith("_dir") else getattr(flags, name)
+            for name in DATA_SOURCE_FLAGS}
+
+
+def _search_run_flags(arc_path):
+    """(path, dict) of the run_flags.json of the search whose output folder holds the file
+    arc_path (a --child_fixed_arc), or None: an arc string, or a file outside a search's folder."""
+    if not arc_path or not os.path.isfile(arc_path):
+        return None
+    path = os.path.join(os.path.dirname(arc_path), RUN_FLAGS_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError("--child_fixed_arc {}: cannot read {} beside it ({})".format(arc_path, path, e))
+    return (path, saved) if isinstance(saved, dict) and saved.get("mode") == "search" else None
+
+
+def take_search_data_flags(flags):
+    """A retraining of a file in a search's output folder (its best_arc.txt): every flag of
+    SEARCH_DATA_FLAGS the command line does not give takes the search's value from its
+    run_flags.json (those an older file holds), with one line saying which. flags: the parsed
+    absl FLAGS."""
+    found = _search_run_flags(flags.child_fixed_arc)
+    if found is None:
+        return
+    path, saved = found
+    taken = [name for name in SEARCH_DATA_FLAGS if name in saved and not flags[name].present]
+    for name in taken:
+        setattr(flags, name, saved[name])
+    if taken:
+        print("Data flags from the search in {}: {} (give a flag to override)".format(
+            path, " ".join(_as_argument(name, saved[name]) for name in taken)))
+
+
+def _as_argument(name, value):
+    """The command-line form of a flag's value: --name value, or --name / --noname."""
+    if isinstance(value, bool):
+        return "--{}{}".format("" if value else "no", name)
+    return "--{} {}".format(name, value)
 
 
 def _is_own(name):
@@ -69,7 +122,7 @@ def _check_resume(path, run_flags):
         raise UserError("--output_dir {} holds a {} run; use another --output_dir for a {} run".format(
             path, saved.get("mode"), run_flags["mode"]))
     for key, value in run_flags.items():
-        if saved.get(key, ADDED_LATER.get(key)) != value:
+        if key not in DATA_SOURCE_FLAGS and saved.get(key, ADDED_LATER.get(key)) != value:
             flag = key if key != "num_classes" else "train_data_dir (number of classes)"
             raise UserError("--{} is {} but the checkpoint in {} was made with {}; use another "
                             "--output_dir or the same value".format(flag, value, path, saved.get(key)))
@@ -189,12 +242,8 @@ def keep_rows_up_to(path, epoch, drop_sources=()):
 
 
 def retrain_command(flags, arc_path):
-    """python main_child_trainer.py ... for the found arc, with the data flags the search used."""
-    parts = ["python main_child_trainer.py", "--child_fixed_arc {}".format(arc_path)]
-    for name in ("train_data_dir", "val_data_dir", "test_data_dir", "channel", "img_size"):
-        flag = flags[name]
-        if flag.present:
-            parts.append("--{} {}".format(name, flag.value))
-    if flags.child_num_cells != 5:
-        parts.append("--child_num_cells {}".format(flags.child_num_cells))
-    return " ".join(parts)
+    """python main_child_trainer.py ... for the found arc in arc_path. The retraining takes the
+    search's data flags from the run_flags.json beside arc_path (take_search_data_flags), so
+    only the layout is repeated: NCHW on a GPU."""
+    layout = "" if flags.data_format == "NHWC" else " --data_format " + flags.data_format
+    return "python main_child_trainer.py --child_fixed_arc {}{}".format(arc_path, layout)

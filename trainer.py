@@ -64,8 +64,12 @@ def exit_with(message, status):
 
 def run(flags, mode):
     """Checks everything the user gave (flags: the parsed enas_flags), then trains (see the
-    module docstring). --channel not given is read from the data (data_utils.settle_channel)."""
+    module docstring). A retraining of a search's best_arc.txt first takes the search's data
+    flags the command line does not give (records.take_search_data_flags); --channel not given
+    is read from the data (data_utils.settle_channel)."""
     search = mode == "search"
+    if not search:
+        records.take_search_data_flags(flags)
     enas_flags.check_flags(flags, mode)
     fixed_arc = None if search else search_space.parse_arc(flags.child_fixed_arc, flags.child_num_cells)
     cluster = cluster_lib.from_flags(flags)
@@ -75,7 +79,8 @@ def run(flags, mode):
     flags.channel = data_utils.settle_channel(flags.channel, flags.train_data_dir)
     data = read_data(flags)
     if chief:  # only the chief of a cluster writes to output_dir
-        run_flags = records.shaping_flags(flags, mode, fixed_arc, len(data["class_names"]))
+        run_flags = {**records.shaping_flags(flags, mode, fixed_arc, len(data["class_names"])),
+                     **records.data_source_flags(flags)}
         records.prepare_output_dir(flags.output_dir, flags.reset_output_dir, run_flags)
         if not search and flags.export_only:
             return export_model(flags, data, fixed_arc)

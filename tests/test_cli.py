@@ -25,6 +25,14 @@ def data_dirs(tmp_path_factory):
     return make_png_dataset(root, num_classes=3, per_class=(16, 4, 4), size=8)
 
 
+@pytest.fixture(scope="module")
+def rgb_dirs(tmp_path_factory):
+    """3 classes x (16 train, 4 valid, 4 test) colour 12x12 PNGs."""
+    from helpers import make_png_dataset
+    root = tmp_path_factory.mktemp("cli_rgb_data")
+    return make_png_dataset(root, num_classes=3, per_class=(16, 4, 4), size=12, channel=3)
+
+
 def _run(script, args, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, script] + list(args), cwd=ROOT, env=env,
@@ -86,22 +94,29 @@ def _check_worth_report(stdout, finals, uniform, best_acc):
     """What the search's answer is worth: both groups' scores (arcs.tsv rows) and the chosen
     cell's rank among the uniform cells, as printed."""
     for name, group in (("final candidates", finals), ("uniform cells", uniform)):
-        accs = [float(row[3]) for row in group]
-        assert re.search(r"^{}: +valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  \(n = {}\)$".format(
-            name, np.mean(accs), np.std(accs), max(accs), len(accs)), stdout, re.M), stdout[-2000:]
+        accs = [float(row[3]) for row in group]  # rounded to 4 digits: the printed mean may differ by 1e-4
+        printed = re.search(r"^{}: +valid_acc mean (\S+)  std (\S+)  best (\S+)  \(n = {}\)$".format(
+            name, len(accs)), stdout, re.M)
+        assert printed, stdout[-2000:]
+        np.testing.assert_allclose([float(v) for v in printed.groups()],
+                                   [np.mean(accs), np.std(accs), max(accs)], atol=1.5e-4)
     rank = 1 + sum(float(row[3]) > best_acc for row in uniform)
     assert "The chosen cell ranks {} of {} among the uniform cells and itself.".format(
         rank, len(uniform) + 1) in stdout
 
 
-def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
-    """In the GPU layout (--data_format NCHW; the other end-to-end runs use NHWC): the search,
-    the retraining of its best cell, and a SavedModel that takes NHWC uint8 images."""
+def test_search_end_to_end_then_retrain_best_arc(rgb_dirs, tmp_path):
+    """In the GPU layout (--data_format NCHW; the other end-to-end runs use NHWC), on a colour
+    folder without --channel: the search, then the retraining command it prints with only
+    size flags added, which takes the search's data flags (folders, channel 3, img_size,
+    child_num_cells), and a SavedModel that takes NHWC uint8 RGB images."""
     out = str(tmp_path / "search")
-    r = _run("main_controller_child_trainer.py", data_flags(data_dirs) + TINY + [
+    r = _run("main_controller_child_trainer.py", data_flags(rgb_dirs) + TINY + [
         "--data_format", "NCHW", "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
         "--controller_num_final_arcs", "2", "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "--channel not given: the training images are colour, read as RGB (channel 3)" in r.stdout
+    assert "train: 48 images, 3 classes, 8x8x3" in r.stdout
 
     header, rows = _read_arcs_tsv(os.path.join(out, "arcs.tsv"))
     assert header == "epoch\tsource\tarc\tvalid_acc\tn_images\n"
@@ -126,8 +141,6 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
     assert best in [row[2] for row in finals if float(row[3]) == best_acc]
     assert "Best architecture: " + best in r.stdout
     _check_worth_report(r.stdout, finals, uniform, best_acc)
-    assert "python main_child_trainer.py --child_fixed_arc" in r.stdout
-    assert re.search(r"--child_fixed_arc \S*best_arc\.txt", r.stdout)
     assert len(STEP_LINE.findall(r.stdout)) == 6
     assert len(re.findall(r"^ctrl_step = ", r.stdout, re.M)) == 2 * 2 * 2
     # where the run is, and when it ends: a line per epoch with k/N and the time left
@@ -137,32 +150,44 @@ def test_search_end_to_end_then_retrain_best_arc(data_dirs, tmp_path):
                           r.stdout, re.M)
     assert progress == [("1", "3"), ("2", "6")], r.stdout
     assert "Epoch 1: Training controller (2 updates of 2 sampled cells)" in r.stdout
-    assert "--num_epochs 10 --child_num_layers 6" in r.stdout  # the quick retraining
+    command = re.search(r"^Retrain it with .*:\n  (python main_child_trainer.py .*)$", r.stdout, re.M)
+    assert command, r.stdout[-3000:]
+    assert command.group(1) == "python main_child_trainer.py --child_fixed_arc {} --data_format NCHW".format(
+        os.path.join(out, "best_arc.txt"))
+    assert command.group(1) + " --num_epochs 10 --child_num_layers 6 --n_aug_img 1" in r.stdout  # quick
 
     retrain_out = str(tmp_path / "final")
-    r2 = _run("main_child_trainer.py", data_flags(data_dirs) + TINY + [
-        "--data_format", "NCHW", "--num_epochs", "1", "--n_aug_img", "1",
-        "--child_fixed_arc", os.path.join(out, "best_arc.txt"), "--output_dir", retrain_out])
+    r2 = _run(command.group(1).split()[1], command.group(1).split()[2:] + [
+        "--num_epochs", "1", "--n_aug_img", "1", "--child_num_layers", "0", "--child_out_filters", "4",
+        "--batch_size", "16", "--seed", "0", "--output_dir", retrain_out])
     assert r2.returncode == 0, r2.stderr[-3000:]
+    train, valid, test = (os.path.abspath(d) for d in rgb_dirs)
+    assert ("Data flags from the search in {}: --train_data_dir {} --val_data_dir {} --test_data_dir {} "
+            "--noskip_bad_images --channel 3 --img_size 8 --child_num_cells 2 (give a flag to override)"
+            .format(os.path.join(out, "run_flags.json"), train, valid, test)) in r2.stdout
+    assert "train: 48 images, 3 classes, 8x8x3" in r2.stdout
     assert "Training: 1 epochs of 3 child steps (3 steps)" in r2.stdout
     assert re.search(r"^valid_accuracy: [01]\.\d{4}", r2.stdout, re.M)
     assert "model.ckpt-3.index" in os.listdir(retrain_out)
-    # the retrained arc is the one the search found
     with open(os.path.join(retrain_out, "run_flags.json")) as f:
-        assert best in f.read()
-    _check_saved_model_takes_nhwc_uint8(os.path.join(retrain_out, "saved_model"), data_dirs[2])
+        run_flags = json.load(f)
+    assert run_flags["child_fixed_arc"] == best  # the retrained arc is the one the search found
+    assert (run_flags["train_data_dir"], run_flags["channel"], run_flags["img_size"]) == (train, 3, 8)
+    with open(os.path.join(retrain_out, "labels.txt")) as f:
+        assert f.read().splitlines() == ["0", "1", "2"]
+    _check_saved_model_takes_nhwc_uint8(os.path.join(retrain_out, "saved_model"), rgb_dirs[2])
 
 
 def _check_saved_model_takes_nhwc_uint8(export_dir, test_dir):
-    """The SavedModel's input is [N, 8, 8, 1] uint8 whatever layout trained it; its outputs are
+    """The SavedModel's input is [N, 8, 8, 3] uint8 whatever layout trained it; its outputs are
     probabilities."""
     import data_utils
     from predict import Predictor
     p = Predictor(export_dir)
-    assert (p.img_size, p.channel) == (8, 1)
-    images = np.stack([data_utils.decode_image(os.path.join(test_dir, "0", name), 1, 8)
+    assert (p.img_size, p.channel) == (8, 3)
+    images = np.stack([data_utils.decode_image(os.path.join(test_dir, "0", name), 3, 8)
                        for name in sorted(os.listdir(os.path.join(test_dir, "0")))])
-    assert images.dtype == np.uint8 and images.shape == (4, 8, 8, 1)
+    assert images.dtype == np.uint8 and images.shape == (4, 8, 8, 3)
     probs = p.predict(images)
     assert probs.shape == (4, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

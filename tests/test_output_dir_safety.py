@@ -4,6 +4,7 @@ Runs are forked from test_reliability's TensorFlow-imported server (see there wh
 runs are real `python main_*.py` processes inside a user + mount namespace (`unshare`) that mounts
 a small tmpfs, so the disk really fills (ENOSPC), without root on the host.
 """
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import textwrap
 import pytest
 
 import records
+from errors import UserError
 from helpers import assert_one_line_error, data_flags, user_stderr
 from test_reliability import (  # noqa: F401  (fixtures)
     FINAL_BATCHES, FINAL_TINY, ROOT, SCRIPTS, SEARCH_TINY, _copy, final_data, final_run, latest_step,
@@ -245,3 +247,85 @@ def test_a_tsv_append_cut_short_by_the_disk_leaves_only_whole_rows(tmp_path):
     with open(path) as f:
         assert f.read() == before
     assert len(read_arcs(path)) == 2
+
+
+# ------------------------------------------------------------------------------ run_flags.json
+def _retraining_flags(argv):
+    """A FlagValues of the flags take_search_data_flags reads, parsed from argv."""
+    from absl import flags as absl_flags
+    fv = absl_flags.FlagValues()
+    for name in ("train_data_dir", "val_data_dir", "test_data_dir", "child_fixed_arc"):
+        absl_flags.DEFINE_string(name, "data/" + name, "", flag_values=fv)
+    absl_flags.DEFINE_boolean("skip_bad_images", False, "", flag_values=fv)
+    for name, default in (("channel", None), ("img_size", 16), ("child_num_cells", 5)):
+        absl_flags.DEFINE_integer(name, default, "", flag_values=fv)
+    fv(["x"] + argv)
+    return fv
+
+
+def _search_folder(tmp_path, run_flags):
+    folder = tmp_path / "search"
+    folder.mkdir()
+    (folder / "best_arc.txt").write_text("0 0 1 1 0 0 1 1\n")
+    (folder / records.RUN_FLAGS_FILE).write_text(json.dumps(run_flags))
+    return str(folder / "best_arc.txt"), str(folder / records.RUN_FLAGS_FILE)
+
+
+SEARCH_RUN_FLAGS = {"mode": "search", "child_num_layers": 2, "channel": 3, "img_size": 12,
+                    "child_num_cells": 1, "train_data_dir": "/d/train", "val_data_dir": "/d/valid",
+                    "test_data_dir": "/d/test", "skip_bad_images": True}
+
+
+def test_retraining_takes_the_search_data_flags_not_given(tmp_path, capsys):
+    """A retraining of a search's best_arc.txt takes the search's data flags (not its other
+    shaping flags), but those on its command line, and says which in one line."""
+    arc, path = _search_folder(tmp_path, SEARCH_RUN_FLAGS)
+    flags = _retraining_flags(["--child_fixed_arc", arc, "--img_size", "8", "--val_data_dir", "v"])
+    records.take_search_data_flags(flags)
+    assert capsys.readouterr().out.splitlines() == [
+        "Data flags from the search in {}: --train_data_dir /d/train --test_data_dir /d/test "
+        "--skip_bad_images --channel 3 --child_num_cells 1 (give a flag to override)".format(path)]
+    assert [getattr(flags, n) for n in records.SEARCH_DATA_FLAGS] == [
+        "/d/train", "v", "/d/test", True, 3, 8, 1]
+
+
+def test_an_older_search_gives_what_it_recorded(tmp_path, capsys):
+    """An older run_flags.json without the data folders: the folders stay as given."""
+    old = {k: v for k, v in SEARCH_RUN_FLAGS.items() if k not in records.DATA_SOURCE_FLAGS}
+    arc, _ = _search_folder(tmp_path, old)
+    flags = _retraining_flags(["--child_fixed_arc", arc])
+    records.take_search_data_flags(flags)
+    assert "--channel 3 --img_size 12 --child_num_cells 1 (give" in capsys.readouterr().out
+    assert flags.train_data_dir == "data/train_data_dir"
+
+
+@pytest.mark.parametrize("case", ["arc_string", "retraining_folder", "no_run_flags"])
+def test_nothing_taken_outside_a_search_folder(case, tmp_path, capsys):
+    mode = "final" if case == "retraining_folder" else "search"
+    arc, path = _search_folder(tmp_path, dict(SEARCH_RUN_FLAGS, mode=mode))
+    if case == "no_run_flags":
+        os.remove(path)
+    flags = _retraining_flags(["--child_fixed_arc", "0 0 1 1 0 0 1 1" if case == "arc_string" else arc])
+    records.take_search_data_flags(flags)
+    assert capsys.readouterr().out == "" and flags.channel is None and flags.img_size == 16
+
+
+def test_unreadable_search_run_flags_is_one_line_naming_it(tmp_path):
+    arc, path = _search_folder(tmp_path, {})
+    with open(path, "w") as f:
+        f.write('{"mode": "sea')
+    with pytest.raises(UserError, match=re.escape(path)):
+        records.take_search_data_flags(_retraining_flags(["--child_fixed_arc", arc]))
+
+
+def test_resume_compares_the_shaping_flags_not_where_the_data_is(tmp_path):
+    """The data folders are kept in run_flags.json (the retraining reads them) but may move
+    between a run and its resume; a shaping flag may not change."""
+    out = str(tmp_path / "out")
+    shaping = {"mode": "final", "channel": 1, "num_classes": 2}
+    records.prepare_output_dir(out, False, dict(shaping, train_data_dir="/a/train"))
+    records.prepare_output_dir(out, False, dict(shaping, train_data_dir="/b/train"))
+    with open(os.path.join(out, records.RUN_FLAGS_FILE)) as f:
+        assert json.load(f)["train_data_dir"] == "/b/train"
+    with pytest.raises(UserError, match="--channel is 3 but"):
+        records.prepare_output_dir(out, False, dict(shaping, channel=3, train_data_dir="/b/train"))
