@@ -17,6 +17,7 @@ from errors import UserError
 
 FLAGS = absl_flags.FLAGS
 MIXED_PRECISION = ("none", "mixed_bfloat16", "mixed_float16")  # --mixed_precision (retraining)
+RECOMPUTE = ("none", "sep_convs", "all")  # --child_recompute (retraining; micro_child.MicroChild)
 HELP_ARGS = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
 user_flags = []
 
@@ -87,6 +88,11 @@ def define_flags(mode):
         DEFINE_boolean("train_with_valid", False,
                        "Train on the train and valid folders together, with no validation pass (the "
                        "authors' final training: num_valids=0); test accuracy is still reported.")
+        DEFINE_string("child_recompute", "none",
+                      "What a training step recomputes in its backward pass instead of keeping in "
+                      "memory: none; sep_convs (the activations inside each separable conv op); "
+                      "all (besides, each 1x1 conv's and factorized reduction's in the cells). The "
+                      "maths is the same; the README's memory table gives the cost in time.")
         DEFINE_boolean("export_only", False, "Only export output_dir's latest checkpoint as a SavedModel "
                                              "(output_dir/saved_model), then stop.")
         _define_cluster_flags()
@@ -220,6 +226,9 @@ def check_flags(flags, mode):
     if not search and flags.mixed_precision not in MIXED_PRECISION:
         raise UserError("--mixed_precision must be one of {}, got {}".format(
             ", ".join(MIXED_PRECISION), flags.mixed_precision))
+    if not search and flags.child_recompute not in RECOMPUTE:
+        raise UserError("--child_recompute must be one of {}, got {}".format(
+            ", ".join(RECOMPUTE), flags.child_recompute))
     if search:
         if flags.child_shared_init not in ("aligned", "he", "authors"):
             raise UserError("--child_shared_init must be aligned, he or authors, got {}".format(
