@@ -20,6 +20,7 @@ from errors import UserError
 
 FLAGS = absl_flags.FLAGS
 MIXED_PRECISION = ("none", "mixed_bfloat16", "mixed_float16")  # --mixed_precision (retraining)
+RECOMPUTE = ("none", "sep_convs", "all")  # --child_recompute (retraining; micro_child.MicroChild)
 HELP_ARGS = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
 user_flags = []
 
@@ -91,6 +92,11 @@ def define_flags(mode):
         DEFINE_boolean("train_with_valid", False,
                        "Train on the train and valid folders together, with no validation pass (the "
                        "authors' final training: num_valids=0); test accuracy is still reported.")
+        DEFINE_string("child_recompute", "none",
+                      "What a training step recomputes in its backward pass instead of keeping in "
+                      "memory: none; sep_convs (the activations inside each separable conv op); "
+                      "all (besides, each 1x1 conv's and factorized reduction's in the cells). The "
+                      "maths is the same; the README's memory table gives the cost in time.")
         DEFINE_boolean("export_only", False, "Only export output_dir's latest checkpoint as a SavedModel "
                                              "(output_dir/saved_model), then stop.")
         _define_cluster_flags()
@@ -207,7 +213,8 @@ RANGES = (
 )
 # The string flags' allowed values: (flag, choices).
 CHOICES = (("data_format", ("NHWC", "NCHW")), ("child_clip_mode", ("global", "norm")),
-           ("child_shared_init", ("aligned", "he", "authors")), ("mixed_precision", MIXED_PRECISION))
+           ("child_shared_init", ("aligned", "he", "authors")), ("mixed_precision", MIXED_PRECISION),
+           ("child_recompute", RECOMPUTE))
 _INTERVAL = re.compile(r"([\[(])(\w+), (\w+)([\])])")
 
 

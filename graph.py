@@ -157,7 +157,8 @@ def _make_child(flags, data, fixed_arc, num_train_batches):
         num_train_batches=num_train_batches, num_epochs=flags.num_epochs,
         data_format=flags.data_format, fixed_arc=fixed_arc, seed=flags.seed,
         shared_init=flags.child_shared_init if fixed_arc is None else None,
-        loss_scaling=fixed_arc is not None and flags.mixed_precision == "mixed_float16")
+        loss_scaling=fixed_arc is not None and flags.mixed_precision == "mixed_float16",
+        recompute_mode="none" if fixed_arc is None else flags.child_recompute)
 
 
 def _make_controller(flags, seed):

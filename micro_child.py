@@ -28,6 +28,8 @@ Two modes, side by side:
     child trained on a new cell every step stayed at chance for hundreds of steps (ENGINEERING.md).
 Images enter as NHWC float32 [N, H, W, C]; with data_format NCHW (GPUs) they are transposed once.
 """
+import zlib
+
 import numpy as np
 import tensorflow.compat.v1 as tf
 
@@ -37,7 +39,6 @@ import recompute
 import search_space
 
 AUX_LOSS_WEIGHT = 0.4
-
 
 ALIGNED_NOISE = 0.3  # shared_init "aligned": noise std of a piece, relative to its he_normal std
 
@@ -92,7 +93,7 @@ class MicroChild(object):
                  clip_mode="global", shared_init="aligned",
                  lr_max=0.05, lr_min=0.0005, lr_T_0=10, lr_T_mul=2, num_train_batches=1,
                  num_epochs=1, data_format="NHWC", fixed_arc=None, loss_scaling=False,
-                 seed=None, name="child"):
+                 seed=None, recompute_mode="none", name="child"):
         """fixed_arc: None for search, else (normal_arc, reduce_arc) lists of 4 * num_cells ints.
 
         clip_mode: how grad_bound clips (optim.clip_gradients): "global" norm or per-tensor "norm".
@@ -102,6 +103,10 @@ class MicroChild(object):
         underflow in float16 are scaled up; a step whose gradients overflow is skipped).
         seed: the run's seed (--seed), which with the step and the op seeds drop path's masks;
         None draws one.
+        recompute_mode (fixed arc; enas_flags.RECOMPUTE): what a training step recomputes in the
+        backward pass instead of keeping: "none"; "sep_convs", the activations inside every
+        separable conv op (its input and output are kept); "all", besides, those of every
+        ReLU -> 1x1 conv -> BN and factorized reduction of the cells. The gradients are the same.
         """
         self.num_classes = num_classes
         self.num_layers = num_layers
@@ -126,7 +131,7 @@ class MicroChild(object):
         self.aux_head_layer = self.pool_layers[-1] + 1
         self.global_step = tf.train.get_or_create_global_step()
         self.seed = int(np.random.randint(2 ** 31)) if seed is None else seed
-        self._num_drop_paths = 0
+        self.recompute_mode = recompute_mode
 
     # ----------------------------------------------------------------------------------- network
     def model(self, images, is_training, normal_arc=None, reduce_arc=None):
@@ -172,6 +177,7 @@ class MicroChild(object):
     def _layer(self, layer_id, layers, arc, out_filters, reduction, is_training):
         if not self.search:
             stride = 2 if reduction else 1
+
             return self._fixed_layer(layer_id, layers, arc, out_filters, stride, is_training)
 
         def search_layer(layers):
@@ -202,12 +208,33 @@ class MicroChild(object):
                 def reduce_x(x):
                     return ops.factorized_reduction(tf.nn.relu(x), out_filters, bn_mode, df)
                 with tf.variable_scope("pool_x"):
-                    x = recompute.recomputed(reduce_x, x) if self.search else reduce_x(x)
+                    x = (recompute.recomputed(reduce_x, x) if self.search else
+                         self._kept_or_recomputed(reduce_x, x, bn_mode, ("all",)))
             elif ops.channels(x, df) != out_filters:
-                x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "pool_x", self.search)
+                x = self._relu_conv_bn(x, out_filters, bn_mode, "pool_x")
             if ops.channels(y, df) != out_filters:
-                y = ops.relu_conv_bn(y, out_filters, bn_mode, df, "pool_y", self.search)
+                y = self._relu_conv_bn(y, out_filters, bn_mode, "pool_y")
         return [x, y]
+
+    def _kept_or_recomputed(self, fn, x, bn_mode, modes):
+        """fn(x), recomputed in the backward pass instead of kept (recompute.recomputed) in a
+        fixed-arc training graph (bn_mode BN_TRAIN) whose recompute_mode is one of modes."""
+        if bn_mode == ops.BN_TRAIN and self.recompute_mode in modes:
+            return recompute.recomputed(fn, x)
+        return fn(x)
+
+    def _relu_conv_bn(self, x, out_filters, bn_mode, name):
+        """ops.relu_conv_bn, recomputed with recompute_mode "all" (_kept_or_recomputed); the search
+        keeps TensorFlow's kernels (ops.pointwise_conv's tf_kernels)."""
+        def relu_conv_bn(x):
+            return ops.relu_conv_bn(x, out_filters, bn_mode, self.data_format, name, self.search)
+        return self._kept_or_recomputed(relu_conv_bn, x, bn_mode, ("all",))
+
+    def _factorized_reduction(self, x, out_filters, bn_mode):
+        """ops.factorized_reduction of a fixed cell, recomputed with recompute_mode "all"."""
+        def reduce(x):
+            return ops.factorized_reduction(x, out_filters, bn_mode, self.data_format)
+        return self._kept_or_recomputed(reduce, x, bn_mode, ("all",))
 
     def _aux_head(self, x):
         """Auxiliary classifier after the second reduction; trained (README "Where we differ", 2).
@@ -240,7 +267,7 @@ class MicroChild(object):
         """A cell with a known arc. Returns [N, H/stride, W/stride, n_unused * out_filters]."""
         bn_mode = self._bn_mode(is_training)
         layers = self._calibrate(prev_layers, out_filters, is_training)
-        layers[1] = ops.relu_conv_bn(layers[1], out_filters, bn_mode, self.data_format, "layer_base")
+        layers[1] = self._relu_conv_bn(layers[1], out_filters, bn_mode, "layer_base")
         used = [0] * (self.num_cells + 2)
         for cell_id in range(self.num_cells):
             x_id, x_op, y_id, y_op = arc[4 * cell_id: 4 * cell_id + 4]
@@ -264,26 +291,30 @@ class MicroChild(object):
             elif op_id in (search_space.AVG_POOL, search_space.MAX_POOL):
                 x = ops.pool(x, op_id, stride, df)
             elif stride > 1:
-                x = ops.factorized_reduction(x, out_filters, bn_mode, df)
+                x = self._factorized_reduction(x, out_filters, bn_mode)
             if ops.channels(x, df) != out_filters:
-                x = ops.relu_conv_bn(x, out_filters, bn_mode, df, "proj")
+                x = self._relu_conv_bn(x, out_filters, bn_mode, "proj")
             drop_path = is_training and self.drop_path_keep_prob is not None
             if op_id != search_space.IDENTITY and drop_path:
                 x = ops.drop_path(x, self._drop_path_keep_prob(layer_id), self._drop_path_seed())
         return x
 
     def _fixed_conv(self, x, kernel, out_filters, stride, bn_mode):
-        """Two stacked ReLU -> separable conv (kernel x kernel) -> BN blocks; stride on the first."""
+        """Two stacked ReLU -> separable conv (kernel x kernel) -> BN blocks; stride on the first.
+        Their activations are recomputed in the backward pass unless recompute_mode is "none"."""
         df = self.data_format
-        for conv_id in range(2):
-            with tf.variable_scope("sep_conv_{}".format(conv_id)):
-                inp_c = ops.channels(x, df)
-                w_depth = ops.create_weight("w_depth", [kernel, kernel, inp_c, 1])
-                w_point = ops.create_weight("w_point", [1, 1, inp_c, out_filters])
-                x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point,
-                                       stride if conv_id == 0 else 1, df)
-                x = ops.batch_norm(x, bn_mode, df)
-        return x
+
+        def blocks(x):
+            for conv_id in range(2):
+                with tf.variable_scope("sep_conv_{}".format(conv_id)):
+                    inp_c = ops.channels(x, df)
+                    w_depth = ops.create_weight("w_depth", [kernel, kernel, inp_c, 1])
+                    w_point = ops.create_weight("w_point", [1, 1, inp_c, out_filters])
+                    x = ops.separable_conv(tf.nn.relu(x), w_depth, w_point,
+                                           stride if conv_id == 0 else 1, df)
+                    x = ops.batch_norm(x, bn_mode, df)
+            return x
+        return self._kept_or_recomputed(blocks, x, bn_mode, ("sep_convs", "all"))
 
     def _drop_path_keep_prob(self, layer_id):
         """keep = 1 - min(1, step / total_steps) * (1 - keep_layer): deeper cells and later steps drop more."""
@@ -294,10 +325,11 @@ class MicroChild(object):
         return 1.0 - step_ratio * (1.0 - keep_layer)
 
     def _drop_path_seed(self):
-        """int64 [2]: (the run's seed, this drop path or dropout op's number), and the step being
-        trained: the masks of a step are the same in a resumed run."""
-        self._num_drop_paths += 1
-        op_seed = self.seed * 1000 + self._num_drop_paths
+        """int64 [2]: (the run's seed, a number of this drop path or dropout op's variable scope),
+        and the step being trained: the masks of a step are the same in a resumed run, and in a
+        recomputed cell's backward copy, which is built in the same variable scope."""
+        op_number = zlib.crc32(tf.get_variable_scope().name.encode()) % 1000003
+        op_seed = self.seed * 1000003 + op_number
         return tf.stack([tf.constant(op_seed, tf.int64), tf.cast(self.global_step, tf.int64)])
 
     def _fixed_combine(self, layers, used, out_filters, bn_mode):
@@ -311,7 +343,7 @@ class MicroChild(object):
                     continue
                 if ops.height(layer, df) > out_hw:
                     with tf.variable_scope("calibrate_{}".format(i)):
-                        layer = ops.factorized_reduction(layer, out_filters, bn_mode, df)
+                        layer = self._factorized_reduction(layer, out_filters, bn_mode)
                 out.append(layer)
         return tf.concat(out, axis=3 if df == "NHWC" else 1)
 

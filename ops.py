@@ -5,6 +5,7 @@ Every function takes and returns a 4-D tensor in `data_format` ("NHWC" [N, H, W,
 """
 import tensorflow.compat.v1 as tf
 
+import recompute
 import search_space
 
 BN_DECAY = 0.9
@@ -78,7 +79,7 @@ def batch_norm(x, mode, data_format, name="bn"):
     """Fused batch norm (decay 0.9, epsilon 1e-5) of x -> the same shape.
 
     mode: BN_TRAIN (the moving averages are updated as a control dependency of the output, so
-    they run whenever the output is used), BN_MOVING or BN_BATCH (see their definitions).
+    they run whenever the output is used; not in a recomputed call's backward copy), BN_MOVING or BN_BATCH (see their definitions).
     """
     c = channels(x, data_format)
     with tf.variable_scope(name):
@@ -96,6 +97,8 @@ def batch_norm(x, mode, data_format, name="bn"):
         return x
     x, mean, variance = tf.nn.fused_batch_norm(x, scale, offset, epsilon=BN_EPSILON,
                                                data_format=data_format, is_training=True)
+    if recompute.in_backward_copy():  # the first build updates the moving averages
+        return x
     update_mean = moving_mean.assign_sub((1.0 - BN_DECAY) * (moving_mean - mean))
     update_variance = moving_variance.assign_sub((1.0 - BN_DECAY) * (moving_variance - variance))
     with tf.control_dependencies([update_mean, update_variance]):

@@ -5,8 +5,9 @@ The contract, in plain words:
   and y. When y's gradient exists, the backward pass builds and runs fn once more on the same
   inputs and differentiates that copy: memory holds one call's activations at a time, for about
   one more forward pass of compute. fn may create and read (resource) variables: the copy reads
-  them again, in fn's variable scope. fn must be deterministic and change no state (no dropout,
-  no moving averages): the copy must compute what the first call did.
+  them again, in fn's variable scope. fn must be deterministic: the copy must compute what the
+  first call did (stateless dropout with a fixed seed is fine). A state update inside fn (a BN's
+  moving averages) is built only when in_backward_copy() is False, so it runs once per step.
   keep_activations=True recomputes nothing (the gradients are the first call's); it still frees
   fn's TensorArrays once its gradients exist.
   reuse_inner_outputs=True: the copy does not rerun the recomputed calls inside fn (a search
@@ -25,10 +26,11 @@ k-th output. Each recorded output keeps its call's site (fn, variable scope, the
 called it, its inputs' dtypes and shapes); a copy whose calls differ from the recorded ones, in
 order or number, raises ReplayError naming the call expected, instead of reusing the wrong output.
 
-What it requires of the session: grappler off. Its constant folding and dependency optimizer
-moved a TensorArray's close before writes the close must follow, and a read after the close
-fails. configure(config) sets that in a tf.ConfigProto; check_config(config, graph) raises
-RuntimeError when a graph with recomputed or released calls would run with grappler on.
+What it requires of the session, where a call owns TensorArrays: grappler off. Its constant
+folding and dependency optimizer moved a TensorArray's close before writes the close must
+follow, and a read after the close fails. configure(config) sets that in a tf.ConfigProto;
+check_config(config, graph) raises RuntimeError when a graph with owned TensorArrays would run
+with grappler on. Calls without them (the fixed-arc child's) run under any config.
 """
 import os
 import sys
@@ -36,7 +38,7 @@ import weakref
 
 import tensorflow.compat.v1 as tf
 
-_users = weakref.WeakSet()  # the graphs that hold recomputed or released calls
+_users = weakref.WeakSet()  # the graphs whose recomputed or released calls own TensorArrays
 
 
 class ReplayError(RuntimeError):
@@ -51,8 +53,8 @@ def configure(config):
 
 
 def check_config(config, graph):
-    """Raises RuntimeError when graph holds recomputed or released calls and config (a
-    tf.ConfigProto) leaves grappler on (configure)."""
+    """Raises RuntimeError when graph's recomputed or released calls own TensorArrays and config
+    (a tf.ConfigProto) leaves grappler on (configure)."""
     if graph in _users and not config.graph_options.rewrite_options.disable_meta_optimizer:
         raise RuntimeError("this graph has recomputed calls (recompute.py): its session needs "
                            "grappler off (graph_options.rewrite_options.disable_meta_optimizer, "
@@ -64,9 +66,10 @@ class _Call(object):
     reuse_inner_outputs, the recomputed calls inside it: (site, output) pairs recorded in the
     first build (recording), replayed in that order by the backward copy (replay, a list)."""
 
-    def __init__(self, recording=False, replay=None):
+    def __init__(self, recording=False, replay=None, copy=False):
         self.arrays, self.recorded = [], []
         self.recording, self.replay, self.replayed = recording, replay, 0
+        self.copy = copy  # a backward copy: builds no state updates (in_backward_copy)
 
     def next_output(self, site):
         """The recorded output of the next call, which must be made at `site` (_site)."""
@@ -91,18 +94,24 @@ class _Call(object):
 _calls = []  # the calls being built, innermost last
 
 
+def in_backward_copy():
+    """True while a backward copy of a recomputed call is being built. Code that changes state
+    (a BN's moving averages) builds its update only when this is False: the first build made it."""
+    return any(call.copy for call in _calls)
+
+
 def own(array):
     """Registers a TensorArray (its last version, after every write) with the innermost call
     being built, which closes it (module docstring); returns array."""
     if not _calls:
         raise RuntimeError("recompute.own outside recompute.recomputed or recompute.released")
     _calls[-1].arrays.append(array)
+    _users.add(tf.get_default_graph())
     return array
 
 
 def _build(fn, inputs, args, call):
     """fn(*inputs restructured from the flat list args) with `call` as the innermost call."""
-    _users.add(tf.get_default_graph())
     _calls.append(call)
     try:
         return fn(*tf.nest.pack_sequence_as(inputs, args))
@@ -147,7 +156,7 @@ def recomputed(fn, *inputs, keep_activations=False, reuse_inner_outputs=False):
                 else:
                     with tf.control_dependencies([dy]):
                         args = [tf.identity(t) for t in flat_args]
-                    copy = _Call(replay=first.recorded if reuse_inner_outputs else None)
+                    copy = _Call(replay=first.recorded if reuse_inner_outputs else None, copy=True)
                     y_again = _build(fn, inputs, args, copy)
                     if reuse_inner_outputs:
                         copy.check_replayed()

@@ -1,17 +1,18 @@
 """Retraining benchmark: speed, memory and where the time goes in a fixed-arc training step.
 
-    python bench/retrain.py [--preset mnist|paper] [--precisions none,mixed_bfloat16]
+    python bench/retrain.py [--preset mnist|paper] [--variants none,none/sep_convs,...]
                             [--profile] [--skip_memory] [--steps 10]
 
 Presets (any of their values can be overridden by the flag of the same name):
   mnist  32x32x1, the MNIST cell, 6 layers, 20 filters, batch 128, no cutout
   paper  32x32x3, the CIFAR-10 cell, 15 layers, 36 filters, batch 144, cutout 16 (the paper's final)
-Prints, for every --precisions value (main_child_trainer.py's --mixed_precision):
-  images/s of a training step (median of --steps after --warmup; the precisions' steps interleaved
+Prints, for every --variants value PRECISION[/RECOMPUTE] (main_child_trainer.py's
+--mixed_precision and --child_recompute; RECOMPUTE defaults to none):
+  images/s of a training step (median of --steps after --warmup; the variants' steps interleaved
   in one process, so a change of machine speed hits them alike);
   peak RSS of the real CLI (a 1-epoch retraining of --memory_steps steps, in its own process,
   run first);
-  with --profile, one traced step by op type (share of the op time, summed over threads), and the
+  with --profile, one traced step per variant by op type (share of the op time, summed over threads), and the
   step's GFLOP/s against this machine's measured float32 matmul peak.
 The data is generated (bench/throughput.py's learnable bars), train set --num_images images.
 """
@@ -74,12 +75,13 @@ def parse_args(argv=None):
                  "child_cutout_size"):
         p.add_argument("--" + name, type=int, default=None, help="overrides the preset")
     p.add_argument("--arc", default=None, help="the fixed arc (overrides the preset's)")
-    p.add_argument("--precisions", default="none,mixed_bfloat16",
-                   help="comma-separated --mixed_precision values to compare")
+    p.add_argument("--variants", default="none,none/sep_convs,none/all,mixed_bfloat16",
+                   help="comma-separated PRECISION[/RECOMPUTE] to compare: --mixed_precision and "
+                        "--child_recompute values")
     p.add_argument("--num_images", type=int, default=2000, help="generated train set size")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per precision")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--profile", action="store_true", help="trace one step per precision by op type")
+    p.add_argument("--profile", action="store_true", help="trace one step per variant by op type")
     p.add_argument("--skip_memory", action="store_true")
     p.add_argument("--skip_speed", action="store_true", help="only the memory runs")
     p.add_argument("--memory_steps", type=int, default=20, help="steps of the memory run's epoch")
@@ -87,21 +89,27 @@ def parse_args(argv=None):
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name, None) is None:  # not a flag, or not given
             setattr(args, name, value)
-    args.precisions = args.precisions.split(",")
+    args.variants = args.variants.split(",")
     return args
 
 
-def make_flags(args, precision):
-    flags = dict(FINAL_DEFAULTS, mixed_precision=precision)
+def variant_flags(variant):
+    """{"mixed_precision": ..., "child_recompute": ...} of a --variants value."""
+    precision, _, recompute_mode = variant.partition("/")
+    return dict(mixed_precision=precision, child_recompute=recompute_mode or "none")
+
+
+def make_flags(args, variant):
+    flags = dict(FINAL_DEFAULTS, **variant_flags(variant))
     for name in ("child_num_layers", "child_out_filters", "batch_size", "child_cutout_size",
                  "child_random_crop_pad", "child_random_flip"):
         flags[name] = getattr(args, name)
     return types.SimpleNamespace(**flags)
 
 
-def open_session(args, data, precision):
+def open_session(args, data, variant):
     """The fixed-arc training graph of graph.build and its session as the CLI configures it."""
-    flags = make_flags(args, precision)
+    flags = make_flags(args, variant)
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(0)
@@ -112,7 +120,7 @@ def open_session(args, data, precision):
 
 
 def time_steps(sessions, args):
-    """{precision: median seconds of a training step}, the precisions' steps interleaved."""
+    """{variant: median seconds of a training step}, the variants' steps interleaved."""
     fetches = {p: tp.train_fetches(g) for p, (g, _) in sessions.items()}
     for p, (_, sess) in sessions.items():
         tp.timed_runs(sess, fetches[p], args.warmup, 0)
@@ -178,7 +186,7 @@ def matmul_peak_gflops(size=2048, runs=10):
     return 2.0 * size ** 3 / statistics.median(times) / 1e9
 
 
-def peak_rss_mb(args, dirs, precision, tmp):
+def peak_rss_mb(args, dirs, variant, tmp):
     """Peak RSS of `main_child_trainer.py` retraining 1 epoch of --memory_steps steps."""
     out = tempfile.mkdtemp(dir=tmp)
     cmd = [sys.executable, os.path.join(ROOT, "main_child_trainer.py"), "--child_fixed_arc", args.arc,
@@ -186,7 +194,8 @@ def peak_rss_mb(args, dirs, precision, tmp):
            "--img_size", str(args.img_size), "--channel", str(args.channel), "--n_aug_img", "1",
            "--num_epochs", "1", "--child_num_layers", str(args.child_num_layers),
            "--child_out_filters", str(args.child_out_filters), "--batch_size", str(args.batch_size),
-           "--mixed_precision", precision, "--output_dir", out, "--log_every", "1000"]
+           "--output_dir", out, "--log_every", "1000"]
+    cmd += ["--{}={}".format(name, value) for name, value in variant_flags(variant).items()]
     if args.child_cutout_size:
         cmd += ["--child_cutout_size", str(args.child_cutout_size)]
     with open(os.path.join(out, "bench.err"), "w+") as err:
@@ -226,18 +235,19 @@ def main(argv=None):
             # step needs about 8 GB: a CLI run beside this process's two sessions ran out of memory)
             mem_dirs = tp.make_dataset(os.path.join(tmp, "mem"), (args.memory_steps * args.batch_size,
                                                                   200, 100), args.img_size, args.channel)
-            for p in args.precisions:
+            for v in args.variants:
                 print("{}: peak RSS of a {}-step retraining (CLI): {:.0f} MB".format(
-                    p, args.memory_steps, peak_rss_mb(args, mem_dirs, p, tmp)), flush=True)
+                    v, args.memory_steps, peak_rss_mb(args, mem_dirs, v, tmp)), flush=True)
         if args.skip_speed:
             return
         n = max(args.num_images, args.batch_size * 2)
         dirs = tp.make_dataset(os.path.join(tmp, "data"), (n, 200, 100), args.img_size, args.channel)
         data = data_utils.read_data(*dirs, channel=args.channel, img_size=args.img_size, n_aug_img=1)
-        sessions = {p: open_session(args, data, p) for p in args.precisions}
+        sessions = {v: open_session(args, data, v) for v in args.variants}
         medians = time_steps(sessions, args)
-        for p in args.precisions:
-            print("{}: {:.3f} s per step, {:.1f} images/s".format(p, medians[p], args.batch_size / medians[p]))
+        for v in args.variants:
+            print("{}: {:.3f} s per step, {:.1f} images/s, {:.2f}x the first variant's time".format(
+                v, medians[v], args.batch_size / medians[v], medians[v] / medians[args.variants[0]]))
         if args.profile:
             peak = matmul_peak_gflops()
             for p, (g, sess) in sessions.items():

@@ -54,7 +54,8 @@ SEARCH_DEFAULTS = dict(
     controller_tanh_constant=1.10, controller_op_tanh_reduce=2.5, controller_temperature=None,
     controller_entropy_weight=1e-4, controller_num_aggregate=10, controller_train_steps=30,
     controller_advantage_norm=True, controller_reward_batch_size=None,
-    uniform_warmup_epochs=0, random_search=False, child_shared_init="aligned", mixed_precision="none")
+    uniform_warmup_epochs=0, random_search=False, child_shared_init="aligned", mixed_precision="none",
+    child_recompute="none")
 
 
 def parse_args(argv=None):

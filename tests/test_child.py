@@ -404,16 +404,23 @@ def test_recomputed_copy_fails_unless_it_replays_the_recorded_calls_in_order():
         _differentiate_reusing_inner_calls(["double"], ["double", "square"])
 
 
+def _square_via_owned_array(x):
+    array = tf.TensorArray(tf.float32, size=1).write(0, tf.square(x))
+    return recompute.own(array).read(0)
+
+
 def test_recomputed_graph_fails_the_session_check_with_grappler_on():
-    """A graph with recomputed calls needs grappler off (recompute.check_config); the scripts'
-    search session config has it off; a graph without them takes any config."""
+    """A graph whose recomputed calls own TensorArrays needs grappler off
+    (recompute.check_config); the scripts' search session config has it off; a graph without
+    them (plain ops, or recomputed calls owning none: the fixed-arc child's) takes any config."""
     with _graph().as_default() as g:
-        recompute.recomputed(tf.square, tf.constant([1.0]))
+        recompute.recomputed(_square_via_owned_array, tf.constant([1.0]))
         with pytest.raises(RuntimeError, match="disable_meta_optimizer"):
             recompute.check_config(tf.ConfigProto(), g)
         recompute.check_config(graph_lib.session_config(types.SimpleNamespace(num_threads=0)), g)
     with _graph().as_default() as plain:
         tf.square(tf.constant([1.0]))
+        recompute.recomputed(tf.square, tf.constant([1.0]))
         recompute.check_config(tf.ConfigProto(), plain)
 
 
@@ -458,6 +465,42 @@ def test_fixed_arc_loss_falls_on_learnable_data(tmp_path, make_png_dataset):
     assert step == 45
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
     assert train_correct > 48 // 3 + 8  # clearly above chance on the 48 training images
+
+
+def _seeded_steps(data, recompute_mode, steps=3):
+    """Trains the small fixed child (drop path, dropout, aux head and BN moving averages on)
+    `steps` steps from one seeded start with --child_recompute recompute_mode: (losses, the
+    first step's gradient of every variable, every variable after the steps)."""
+    with _graph().as_default():
+        tf.set_random_seed(0)
+        images, labels = tf.data.make_one_shot_iterator(
+            data_utils.train_dataset(data, 16, seed=0)).get_next()
+        child = _fixed_child(3, num_layers=3, keep_prob=0.8, drop_path_keep_prob=0.6, seed=5,
+                             recompute_mode=recompute_mode)
+        t = child.build_train(images, labels)
+        variables = tf.global_variables()
+        grads = tf.gradients(t["loss"], [v for v in variables if v.trainable])
+        with _session() as sess:
+            sess.run(tf.global_variables_initializer())
+            first_grads = sess.run(grads)  # the batch the first training step then trains on:
+            losses = []                     # grads read the iterator once more, so after them
+            for _ in range(steps):
+                losses.append(sess.run([t["loss"], t["train_op"]])[0])
+            return losses, first_grads, sess.run(variables)
+
+
+@pytest.mark.parametrize("recompute_mode", ["sep_convs", "all"])
+def test_recomputed_fixed_child_computes_the_same(tmp_path, make_png_dataset, recompute_mode):
+    """--child_recompute changes memory, not maths: the same seeded steps give the same losses,
+    gradients and weights (BN moving averages included: updated once per step, not again in
+    the backward copy) as keeping every activation, up to float32 rounding."""
+    data = _small_data(tmp_path, make_png_dataset)
+    kept = _seeded_steps(data, "none")
+    again = _seeded_steps(data, recompute_mode)
+    np.testing.assert_allclose(again[0], kept[0], rtol=1e-5)
+    for a, b in zip(again[1] + again[2], kept[1] + kept[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert kept[0][-1] != kept[0][0]  # the steps trained
 
 
 def _bf16_ops_and_first_losses(data, precision, steps=3):
