@@ -7,8 +7,9 @@ Prints (each timing a median over >= --steps runs after --warmup runs):
   search child train step and fixed-arc train step (images/s), both on the same --num_fixed_arcs
   controller-sampled arcs (fed to the search graph, built as fixed graphs; their steps interleaved
   so that a change of machine speed hits both alike), input pipeline alone
-  with n_aug_img 2 (images/s), one controller phase (s and share of a 55,000-image child epoch),
-  peak RSS of the real CLI on a generated 55,000-image set and the
+  with n_aug_img 2 (images/s), one controller phase (s and share of a child epoch of
+  --memory_images images), the time of one search epoch and of 150,
+  peak RSS of the real CLI on a generated set of --memory_images images (55,000) and the
   size of its output_dir; the LAST line is `search/fixed throughput ratio: X.XX`.
 The flags graph.build reads are a plain namespace holding the search defaults of enas_flags.py
 (absl's global FLAGS is not touched).
@@ -75,7 +76,8 @@ def parse_args(argv=None):
                    help="controller runs timed, extrapolated to train_steps x num_aggregate")
     p.add_argument("--train_data_dir", default=None,
                    help="use this folder (valid/test: sibling folders if present, else train)")
-    p.add_argument("--memory_images", type=int, default=MNIST_TRAIN)
+    p.add_argument("--memory_images", type=int, default=MNIST_TRAIN,
+                   help="train set of the memory run, and of the epoch whose time is printed")
     p.add_argument("--memory_steps", type=int, default=100, help="child steps of the memory run")
     p.add_argument("--skip_memory", action="store_true")
     p.add_argument("--num_threads", type=int, default=0)
@@ -394,11 +396,16 @@ def main(argv=None):
         pipe_s, pipe_mean, pipe_n = bench_pipeline(flags, data, args)
         print("input pipeline alone (n_aug_img 2): {:.0f} images/s ({:.4f} s/batch of {}, median of "
               "{}; mean {:.0f} images/s)".format(b / pipe_s, pipe_s, b, pipe_n, pipe_mean))
-        epoch_s = data_utils.num_train_batches(MNIST_TRAIN, 1, b) * search_s
+        steps = data_utils.num_train_batches(args.memory_images, 1, b)
+        epoch_s = steps * search_s
         print("controller phase: {:.1f} s = {:.1f} % of a {}-image epoch ({} runs timed, mean x {}; "
               "epoch = {} steps x {:.3f} s = {:.0f} s)".format(
-                  ctrl_s, 100.0 * ctrl_s / epoch_s, MNIST_TRAIN, ctrl_runs, ctrl_total,
-                  data_utils.num_train_batches(MNIST_TRAIN, 1, b), search_s, epoch_s))
+                  ctrl_s, 100.0 * ctrl_s / epoch_s, args.memory_images, ctrl_runs, ctrl_total,
+                  steps, search_s, epoch_s))
+        print("one search epoch of {} images: {:.1f} min (child steps {:.1f} + controller phase "
+              "{:.1f}); 150 epochs: {:.1f} h".format(
+                  args.memory_images, (epoch_s + ctrl_s) / 60, epoch_s / 60, ctrl_s / 60,
+                  150 * (epoch_s + ctrl_s) / 3600))
         if not args.skip_memory:
             bench_memory(args, tmp)
     print("wall time: {:.0f} s".format(time.time() - start))
