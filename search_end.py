@@ -5,7 +5,11 @@ uniformly drawn cells).
   pick_best_arc(sess, g, data, flags, records)   the whole end (a finished search's rerun only
                                                  reprints the answer)
   score_final_arcs(sess, g, data, flags, records) -> (best final arc string, its valid_acc)
-  report_final_scores(final_accs, uniform_accs, best_acc)
+  report_final_scores(final_accs, uniform_accs, random_search)   prints final_scores_lines:
+                                                 what the answer is worth, in words
+  compare_final_scores(final_accs, uniform_accs) -> ("better than" | "tied with" | "worse than",
+                                                 AUC): the chosen cell against the best uniform
+                                                 cell, and every candidate against every one
 """
 import os
 
@@ -57,20 +61,52 @@ def score_final_arcs(sess, g, data, flags, records):
     records.add_arcs(rows)
     best = max((r for r in rows if r[1] == "final"), key=lambda r: r[3])
     report_final_scores([r[3] for r in rows if r[1] == "final"],
-                        [r[3] for r in rows if r[1] == "uniform"], best[3])
+                        [r[3] for r in rows if r[1] == "uniform"], flags.random_search)
     records.plot()
     return best[2], best[3]
 
 
-def report_final_scores(final_accs, uniform_accs, best_acc):
-    """Prints what the search's answer is worth: the shared-weight scores of the final candidates
-    against as many uniformly drawn cells, and the chosen cell's rank among all of them."""
-    for name, accs in (("final candidates", final_accs), ("uniform cells", uniform_accs)):
-        print("{:<17} valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  (n = {})".format(
-            name + ":", np.mean(accs), np.std(accs), np.max(accs), len(accs)))
-    rank = 1 + sum(acc > best_acc for acc in uniform_accs)
-    print("The chosen cell ranks {} of {} among the uniform cells and itself. These are scores with "
-          "the shared weights, not the accuracy a cell reaches when retrained alone: they show whether "
-          "the controller learned to prefer cells the shared weights score higher, not that the "
-          "chosen cell retrains better. bench/ranking.py measures how well these scores predict "
-          "retrained accuracy on your data.".format(rank, len(uniform_accs) + 1))
+def compare_final_scores(final_accs, uniform_accs):
+    """The chosen cell (the best final candidate) against the best of the uniform cells, scored
+    alike: ("better than" | "tied with" | "worse than", auc), auc the fraction of (candidate,
+    uniform cell) pairs in which the candidate scores higher, ties counting half (the Mann-Whitney
+    AUC; 0.5 in expectation when both groups come from one distribution).
+    final_accs, uniform_accs: shared-weight valid accuracies, one per cell."""
+    best_final, best_uniform = max(final_accs), max(uniform_accs)
+    verdict = ("better than" if best_final > best_uniform else
+               "tied with" if best_final == best_uniform else "worse than")
+    diff = np.subtract.outer(np.asarray(final_accs, float), np.asarray(uniform_accs, float))
+    return verdict, float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
+
+def final_scores_lines(final_accs, uniform_accs, random_search):
+    """The lines report_final_scores prints: each group's mean, std and best, the comparison
+    (compare_final_scores) in words, what a sampler that learned nothing gives, and what
+    shared-weight scores can and cannot show. random_search: the candidates are uniform draws
+    too (--random_search), so no controller is spoken of."""
+    verdict, auc = compare_final_scores(final_accs, uniform_accs)
+    lines = ["{:<17} valid_acc mean {:.4f}  std {:.4f}  best {:.4f}  (n = {})".format(
+        name + ":", np.mean(accs), np.std(accs), np.max(accs), len(accs))
+        for name, accs in (("final candidates", final_accs), ("uniform cells", uniform_accs))]
+    lines.append("The chosen cell (best of {} final candidates, {:.4f}) is {} the best of {} uniform "
+                 "cells ({:.4f}); a candidate beats a uniform cell in {:.2f} of their pairs (ties count "
+                 "half).".format(len(final_accs), max(final_accs), verdict, len(uniform_accs),
+                                 max(uniform_accs), auc))
+    if random_search:
+        lines.append("With --random_search the candidates are uniform draws too: expect 0.50, and "
+                     "\"better than\" as often as \"worse than\"; the two groups differ by chance alone.")
+    else:
+        lines.append("A controller that learned nothing the shared weights see gives 0.50 in expectation, "
+                     "and \"better than\" as often as \"worse than\".")
+    shows = ("a higher score does not show that a cell retrains better" if random_search else
+             "they show whether the controller learned to prefer cells the shared weights score "
+             "higher, not that the chosen cell retrains better")
+    lines.append("These are scores with the shared weights, not the accuracy a cell reaches when "
+                 "retrained alone: {}. bench/ranking.py measures how well these scores predict "
+                 "retrained accuracy on your data.".format(shows))
+    return lines
+
+
+def report_final_scores(final_accs, uniform_accs, random_search):
+    """Prints what the search's answer is worth (final_scores_lines)."""
+    print("\n".join(final_scores_lines(final_accs, uniform_accs, random_search)))

@@ -15,8 +15,9 @@
    the whole valid set; --score loss: minus the mean valid cross-entropy instead of the
    accuracy), after --finetune_steps training steps on that cell alone when set (the
    shared weights are restored before each cell, so every cell starts from the same weights);
-4. retrains each alone with main_child_trainer.py at one budget (cached in --work_dir by arc,
-   seed and flags, so variants that share cells and budget retrain nothing twice); with
+4. retrains each alone with main_child_trainer.py at one budget (cached in --work_dir by every
+   flag as the run resolves it and the data, bench/cache_key.py, so variants that share cells
+   and budget retrain nothing twice; the search of step 1 is cached alike); with
    --retrain_seeds N, once per seed, and takes the mean;
 5. prints a row per cell, Kendall's tau and Spearman's rho between shared score and retrained
    valid accuracy with 95 % bootstrap intervals, and the top-1 regret: the best retrained valid

@@ -14,12 +14,12 @@ Prints one table (cell, source, retrained valid and test accuracy) and the margi
 cell over the mean of the random cells, in units of their standard deviation too.
 DIR holds train/, valid/ and test/ class folders (bench/make_dataset.py makes harder ones than the
 shipped digits). Outputs go to --work_dir (default: a temp folder, deleted at the end); rerun
-with the same --work_dir, it reuses the searches and retrainings it already has, so a variant
-(other --search_args) costs its own searches and their cells' retraining only, and a controller
-variant (other --enas_args, flags of search (a) alone) one search and one retraining.
+with the same --work_dir, it reuses the searches and retrainings it already has with the same
+flags as each run resolves them (defaults included) and the same data (bench/cache_key.py), so a
+variant (other --search_args) costs its own searches and their cells' retraining only, and a
+controller variant (other --enas_args, flags of search (a) alone) one search and one retraining.
 """
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import cache_key  # noqa: E402
 import search_space  # noqa: E402
 
 
@@ -64,7 +65,8 @@ def parse_args(argv=None):
 
 
 def common_flags(args):
-    split = lambda s: os.path.join(args.data_dir, s)
+    """The data (absolute folders: the runs' working directory is the repository), cells and seed."""
+    split = lambda s: os.path.join(os.path.abspath(args.data_dir), s)
     return ["--train_data_dir", split("train"), "--val_data_dir", split("valid"),
             "--test_data_dir", split("test"), "--img_size", str(args.img_size),
             "--channel", str(args.channel), "--child_num_cells", str(args.num_cells),
@@ -92,12 +94,12 @@ def search_flags(args, extra):
 
 
 def search_dir(args, work_dir, kind, extra):
-    """Runs a search into a folder of work_dir named by kind and a hash of every flag it gets
-    (common_flags, epochs, extra, --search_args), unless that folder already holds a finished
-    one; returns the folder."""
+    """Runs a search into a folder of work_dir named by kind and the cache key of its flags
+    (search_flags, resolved) and data (cache_key.run_key), unless that folder already holds a
+    finished one; returns the folder."""
     flags = search_flags(args, extra)
     out = os.path.join(work_dir, "search_{}_seed{}_{}".format(
-        kind, args.seed, hashlib.sha1(" ".join(flags).encode()).hexdigest()[:8]))
+        kind, args.seed, cache_key.run_key("search", flags)[:12]))
     if not os.path.exists(os.path.join(out, "best_arc.txt")):
         run("main_controller_child_trainer.py", flags + ["--output_dir", out], out + ".log")
     return out
@@ -109,25 +111,33 @@ def search(args, work_dir, kind, extra):
         return f.read().strip()
 
 
+def retrain_flags(args, arc):
+    """Every flag of arc's retraining but its output_dir: the data, cells and seed,
+    --retrain_epochs and --retrain_args."""
+    return common_flags(args) + ["--child_fixed_arc", arc, "--num_epochs", str(args.retrain_epochs)] + \
+        shlex.split(args.retrain_args)
+
+
 def retrained(args, work_dir, arc):
-    """(valid_acc, test_acc) of arc retrained alone; cached in work_dir/retrained.json by arc,
-    seed, budget and --retrain_args, so variants that share cells retrain nothing twice."""
+    """(valid_acc, test_acc) of arc retrained alone; cached in work_dir/retrained.json by arc and
+    the cache key of its retraining's flags (resolved) and data (cache_key.run_key), so variants
+    that share cells retrain nothing twice."""
     cache_path = os.path.join(work_dir, "retrained.json")
     cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}
-    key = "{} | seed {} | {} epochs | {}".format(arc, args.seed, args.retrain_epochs, args.retrain_args)
+    flags = retrain_flags(args, arc)
+    run_key = cache_key.run_key("final", flags)
+    key = "{} | {}".format(arc, run_key)
     if key not in cache:
-        cache[key] = retrain(args, work_dir, "retrain_{}".format(len(cache)), arc)
+        cache[key] = retrain(flags, os.path.join(work_dir, "retrain_" + run_key[:12]))
         with open(cache_path, "w") as f:
             json.dump(cache, f, indent=1)
     return tuple(cache[key])
 
 
-def retrain(args, work_dir, name, arc):
-    """Retrains arc into work_dir/name; returns (valid_acc, test_acc) of its last evaluation."""
-    out = os.path.join(work_dir, name)
-    stdout = run("main_child_trainer.py", common_flags(args) + [
-        "--child_fixed_arc", arc, "--num_epochs", str(args.retrain_epochs), "--output_dir", out] +
-        shlex.split(args.retrain_args), out + ".log")
+def retrain(flags, out):
+    """Retrains with flags (retrain_flags) into out; returns (valid_acc, test_acc) of its last
+    evaluation."""
+    stdout = run("main_child_trainer.py", flags + ["--output_dir", out], out + ".log")
     valid = re.findall(r"^valid_accuracy: (\S+)", stdout, re.M)
     test = re.findall(r"^test_accuracy: (\S+)", stdout, re.M)
     return float(valid[-1]), float(test[-1])

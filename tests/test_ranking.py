@@ -1,4 +1,5 @@
-"""bench/ranking.py's statistics on hand-made tables (no TensorFlow)."""
+"""bench/ranking.py's statistics on hand-made tables, and the benchmarks' run caches
+(bench/cache_key.py; no TensorFlow)."""
 import os
 import sys
 
@@ -7,7 +8,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+import cache_key  # noqa: E402
 import ranking  # noqa: E402
+import search_quality  # noqa: E402
 
 
 def test_kendall_tau_counts_concordant_pairs():
@@ -71,8 +74,9 @@ def test_each_cell_is_retrained_with_each_seed_and_ranked_by_the_mean(monkeypatc
 
 
 def test_a_search_is_reused_only_with_the_same_flags(monkeypatch, tmp_path):
-    """search_quality.search_dir (ranking's shared child too) runs a search once per set of flags:
-    a search left in work_dir with other flags (other width, channels, seed) is not restored."""
+    """search_quality.search_dir (ranking's shared child too) runs a search once per set of
+    resolved flags: a default given explicitly is the same search; a search left in work_dir with
+    other flags (other width, channels, seed) is not restored."""
     runs = []
 
     def run(script, flags, log_path):
@@ -87,7 +91,52 @@ def test_a_search_is_reused_only_with_the_same_flags(monkeypatch, tmp_path):
         return ranking.train_shared_child(args, str(tmp_path))
     first = shared_child("--search_args", "--child_out_filters 4")
     assert shared_child("--search_args", "--child_out_filters 4") == first and len(runs) == 1
+    assert shared_child("--search_args", "--child_out_filters 4 --batch_size 128") == first
     others = {shared_child("--search_args", "--child_out_filters 8"), shared_child("--channel", "1"),
               shared_child("--seed", "1"), shared_child("--sampler", "controller")}
     assert len(runs) == 5 and first not in others and len(others) == 4
     assert "--random_search" in runs[0] and "--random_search" not in runs[-1]
+
+
+def test_the_cache_key_holds_every_resolved_flag_and_the_data():
+    """cache_key.key_of: the same resolved flags and data hit; another size, channel count (or a
+    channel left to the data), data folder or data content misses; the output folder is no part."""
+    flags = {"mode": "final", "train_data_dir": "d/train", "img_size": 16, "channel": 1, "seed": 0,
+             "output_dir": "w/retrain_1", "child_fixed_arc": "0 1 0 1 1 0 1 0"}
+    data = {"train_data_dir": ["/d/train", [["0", 8, 800], ["1", 8, 812]]]}
+    key = cache_key.key_of(flags, data)
+    assert cache_key.key_of(dict(flags), {"train_data_dir": ["/d/train", [["0", 8, 800], ["1", 8, 812]]]}) == key
+    assert cache_key.key_of(dict(flags, output_dir="w/retrain_2", train_data_dir="./d/train"), data) == key
+    misses = [cache_key.key_of(dict(flags, **change), data)
+              for change in ({"img_size": 32}, {"channel": 3}, {"channel": None}, {"seed": 1})]
+    misses += [cache_key.key_of(flags, {"train_data_dir": identity}) for identity in (
+        ["/e/train", [["0", 8, 800], ["1", 8, 812]]], ["/d/train", [["0", 9, 900], ["1", 8, 812]]],
+        ["/d/train", [["0", 8, 801], ["1", 8, 812]]], ["/d/train", None])]
+    assert len(set(misses + [key])) == len(misses) + 1
+
+
+def test_a_retraining_is_reused_only_with_the_same_resolved_flags_and_data(monkeypatch, tmp_path,
+                                                                            make_png_dataset):
+    """search_quality.retrained (ranking's too): a default given explicitly is the same run; another
+    data folder, --img_size, --channel or new images in the same folder retrain."""
+    retrainings = []
+    monkeypatch.setattr(search_quality, "retrain",
+                        lambda flags, out: retrainings.append(out) or (0.5, 0.4))
+    make_png_dataset(tmp_path / "a")
+    make_png_dataset(tmp_path / "b", per_class=(8, 3, 2))
+    arc, work = "0 1 0 1 1 0 1 0", str(tmp_path / "work")
+    os.makedirs(work)
+
+    def retrain(*argv):
+        args = search_quality.parse_args(["--num_cells", "1", "--work_dir", work] + list(argv))
+        return search_quality.retrained(args, work, arc)
+    data_a = ["--data_dir", str(tmp_path / "a")]
+    assert retrain(*data_a) == (0.5, 0.4) and len(retrainings) == 1
+    retrain(*data_a, "--retrain_args=--child_out_filters 16")  # the retraining's default
+    assert len(retrainings) == 1
+    retrain(*data_a, "--img_size", "16")
+    retrain(*data_a, "--channel", "3")
+    retrain("--data_dir", str(tmp_path / "b"))
+    make_png_dataset(tmp_path / "a", per_class=(9, 2, 2))  # one more training image per class
+    retrain(*data_a)
+    assert len(retrainings) == 5 and len(set(retrainings)) == 5

@@ -495,7 +495,8 @@ def test_end_of_search_scores_uniform_cells_beside_the_controllers(runner, searc
         sep_share[source] = np.mean([op in (0, 1) for op in ops])
     # uniform: 2 of 5 ops; the controller's start: about 0.63 (normal cell), 0.51 (reduce cell)
     assert abs(sep_share["uniform"] - 0.4) < 0.08 and sep_share["final"] > sep_share["uniform"] + 0.1, sep_share
-    assert "The chosen cell ranks " in run.stdout
+    assert re.search(r"^The chosen cell \(best of 60 final candidates, [01]\.\d{4}\) is (better than|tied "
+                     r"with|worse than) the best of 60 uniform cells", run.stdout, re.M), run.stdout[-2000:]
 
 
 def test_random_search_never_trains_the_controller(runner, search_data, tmp_path):
@@ -521,6 +522,8 @@ def test_random_search_never_trains_the_controller(runner, search_data, tmp_path
         assert json.load(f)["random_search"] is True
     samples = [r[2] for r in read_arcs(os.path.join(out, "arcs.tsv")) if r[1] == "sample"]
     assert len(set(samples)) > 10  # uniform over 10,000 arcs of B = 1: hardly repeats
+    report = run.stdout[run.stdout.index("final candidates:"):run.stdout.index("Best architecture:")]
+    assert "--random_search the candidates are uniform draws too" in report and "controller" not in report
 
 
 def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypatch, capsys):
