@@ -140,6 +140,10 @@ def _define_controller_flags():
     DEFINE_float("controller_lr", 0.0035, "Adam learning rate of the controller.")
     DEFINE_float("controller_l2_reg", 0.0, "L2 weight decay of the controller.")
     DEFINE_float("controller_bl_dec", 0.99, "Decay of the moving-average reward baseline.")
+    DEFINE_string("controller_baseline", "ema",
+                  "ema: advantage = reward - its moving average (the original); loo: reward - the "
+                  "mean reward of the update's other samples (leave-one-out, Kool et al. 2019; "
+                  "needs controller_num_aggregate >= 2; the moving average is still logged).")
     DEFINE_boolean("controller_advantage_norm", True,
                    "Divide the advantage (reward - baseline) by its running root mean square "
                    "(decay controller_bl_dec), so that Adam's epsilon does not swamp advantages of "
@@ -151,6 +155,10 @@ def _define_controller_flags():
     DEFINE_integer("controller_reward_batch_size", None,
                    "Valid images in each sampled cell's reward (at most the valid set); unset = "
                    "--batch_size, the original's one batch.")
+    DEFINE_boolean("controller_common_reward_batch", False,
+                   "Score all the samples of a controller update on the same reward batch (common "
+                   "random numbers: their rewards differ by their cells only); off = a batch per "
+                   "sample, the original.")
     DEFINE_integer("controller_num_aggregate", 10, "Sampled architectures averaged per controller update.")
     DEFINE_integer("controller_train_steps", 30, "Controller updates per controller phase.")
     DEFINE_integer("controller_train_every", 1, "Train the controller every this many epochs.")
@@ -229,6 +237,11 @@ def check_flags(flags, mode):
         if flags.controller_reward_batch_size is not None and flags.controller_reward_batch_size < 1:
             raise UserError("--controller_reward_batch_size must be >= 1 (unset = --batch_size), got {}"
                             .format(flags.controller_reward_batch_size))
+        if flags.controller_baseline not in ("ema", "loo"):
+            raise UserError("--controller_baseline must be ema or loo, got {}".format(flags.controller_baseline))
+        if flags.controller_baseline == "loo" and flags.controller_num_aggregate < 2:
+            raise UserError("--controller_baseline loo needs --controller_num_aggregate >= 2 (the other "
+                            "samples of an update), got {}".format(flags.controller_num_aggregate))
         if not 0 <= flags.uniform_warmup_epochs < flags.num_epochs:
             raise UserError("--uniform_warmup_epochs must be >= 0 and below --num_epochs ({}), got {}"
                             .format(flags.num_epochs, flags.uniform_warmup_epochs))
