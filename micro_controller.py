@@ -305,7 +305,7 @@ class MicroController(object):
         Sets self.reward (scalar), self.baseline_var (variable), self.baseline (its value after
         this run's update, scalar), self.moving_stats (the variables a sample moves outside the
         gradient) and with "ema" self.advantage (scalar: reward - baseline, over its running RMS
-        with advantage_norm).
+        with advantage_norm), with "loo" and advantage_norm that RMS's variable self._loo_square.
         """
         self.baseline_var = tf.get_variable(
             "baseline", [], tf.float32, initializer=tf.zeros_initializer(),
@@ -318,6 +318,8 @@ class MicroController(object):
                                         name="baseline")
         self.moving_stats = [self.baseline_var]
         if self.baseline_kind == "loo":
+            if self.advantage_norm:  # moved by _loo_gradient, once per update
+                self._loo_square = self._advantage_square()
             return
         self.advantage = tf.stop_gradient(self.reward) - self.baseline
         if self.advantage_norm:
@@ -486,8 +488,6 @@ class MicroController(object):
                 tf.name_scope(self.name + "_trainer"):
             self.lr = tf.constant(self.lr_value, tf.float32, name="lr")
             self._build_baseline(tf.convert_to_tensor(reward, tf.float32))
-            if self.baseline_kind == "loo" and self.advantage_norm:
-                self._loo_square = self._advantage_square()  # moved by _loo_gradient only
             self._build_loss(tf_variables)
             self._build_accumulate(tf_variables, apply_in_train_op)
 
