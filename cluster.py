@@ -324,8 +324,8 @@ def controller_phase(sess, controller, sync, end_update, run_sample):
     controller.train_step reaches end_update.
 
     Each update averages controller.num_aggregate samples; worker t draws and scores those with
-    index k % num_workers == t, each by run_sample() (one run of the controller's train_op:
-    sample, reward on this worker's reward batch, baseline, accumulate). The chief applies the
+    index k % num_workers == t, each by run_sample(update) (one run of the controller's train_op
+    for controller update `update`: sample, reward, baseline, accumulate). The chief applies the
     update once all samples are in; the others wait for train_step to move before their next
     samples, so every sample of an update comes from the same weights."""
     c, n = sync.cluster, controller.num_aggregate
@@ -333,7 +333,7 @@ def controller_phase(sess, controller, sync, end_update, run_sample):
     update = int(sess.run(controller.train_step))  # it cannot move before every share is in
     while update < end_update:
         for _ in range(share):
-            run_sample()
+            run_sample(update)
         if c.is_chief:
             wait_for(sess, controller.accum_count, lambda count: count >= n,
                      "the workers' controller samples", sync.wait_secs(sess))

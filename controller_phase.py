@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import cluster as cluster_lib
-import graph as graph_lib
+import reward as reward_lib
 import search_space
 from errors import NonFiniteLoss
 
@@ -67,24 +67,26 @@ class ControllerPhase(object):
         started = time.time()
         runs = iter(range(done * n, end * n))
         if self.sync:
-            cluster_lib.controller_phase(self.sess, c, self.sync, end, lambda: self.sample(next(runs)))
+            cluster_lib.controller_phase(self.sess, c, self.sync, end,
+                                         lambda update: self.sample(next(runs), update))
         else:
             for run_id in runs:
-                self.sample(run_id)
+                self.sample(run_id, run_id // n)
         seconds = time.time() - started
         print("Controller phase: {} updates in {:.1f} s ({:.2f} s per update)".format(
             updates, seconds, seconds / max(updates, 1)))
 
-    def sample(self, run_id):
-        """One run of the controller's train_op (one sampled cell): run_id counts the controller's
-        samples over the whole run (update u's k-th sample is u * controller_num_aggregate + k),
-        the key of its cell and reward batch. Logs every log_every runs."""
-        c = self.g.controller
-        fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
+    def sample(self, run_id, update):
+        """One run of the controller's train_op (one sampled cell of controller update `update`):
+        run_id counts the controller's samples over the whole run (update u's k-th sample is
+        u * controller_num_aggregate + k; reward.controller_keys keys its cell and reward batch).
+        Logs every log_every runs."""
+        c, g = self.g.controller, self.g
+        fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, g.sampled_valid_acc, c.baseline, c.reward,
                    c.train_op]
-        key = graph_lib.sample_key_of(graph_lib.CONTROLLER_KIND, run_id)
+        keys = reward_lib.controller_keys(run_id, update, self.flags.controller_common_reward_batch)
         loss, entropy, lr, grad_norm, valid_acc, baseline, reward, _ = self.sess.run(
-            fetches, self.g.feed(self.sess, "reward", key))
+            fetches, reward_lib.feed(self.sess, g, *keys))
         self.state = {"baseline": baseline, "entropy": entropy}
         if not math.isfinite(loss):
             raise NonFiniteLoss("controller loss is {} at controller run {}; stopped, the last "
@@ -107,13 +109,13 @@ class ControllerPhase(object):
         print("Here are {} architectures".format(num))
         g, rows = self.g, []
         for k in range(num):
-            key = graph_lib.sample_key_of(graph_lib.EPOCH_SAMPLE_KIND, epoch * (1 << 20) + k)
+            key = reward_lib.sample_key_of(reward_lib.EPOCH_SAMPLE_KIND, epoch * (1 << 20) + k)
             (normal_arc, reduce_arc), valid_acc, entropy = self.sess.run(
                 [g.sampler.sample_arc, g.sampled_valid_acc, g.sampler.sample_entropy],
-                g.feed(self.sess, "reward", key))
+                reward_lib.feed(self.sess, g, key))
             arc = search_space.arc_to_string(normal_arc, reduce_arc)
             print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
-            rows.append((epoch, "sample", arc, valid_acc, g.reward_batch_size))
+            rows.append((epoch, "sample", arc, valid_acc, g.reward_batches.batch_size))
         self.records.add_arcs(rows)
         values = {"search/sampled_valid_acc": np.mean([r[3] for r in rows])}
         if self.flags.random_search:

@@ -19,7 +19,7 @@ API
                 start_batch=0)    shuffled, augmented, endless
   eval_dataset(data, split, batch_size=100, mixed=False)        one pass over a split
 Datasets yield (images float32 [B,H,W,C] normalised, labels int32 [B]).
-  reward_batch(data, batch_size, seed, key) -> the numpy (images, labels) of a key's reward batch
+  images_at(data, split, indices)  -> numpy (images, labels) of split at indices, not augmented
 """
 import math
 import os
@@ -402,12 +402,7 @@ def eval_dataset(data, split, batch_size=100, mixed=False):
     return _to_batches(idx.batch(batch_size), data, _batch_fn(data, split, 0, False, None))
 
 
-def reward_batch(data, batch_size, seed, key):
-    """The reward batch of key (int64 [2], graph.sample_key_of): min(batch_size, N_valid)
-    distinct valid images drawn from (seed, key), not augmented, as numpy arrays (float32
-    [B,H,W,C] normalised, int32 [B]). It is fed straight to the eval graph (graph.Graph.feed):
-    one batch per controller sample, with no tf.data iterator to restart for each."""
-    n = len(data["labels"]["valid"])
-    rng = np.random.default_rng([int(seed) % (1 << 63), *map(int, key)])
-    pick = _batch_fn(data, "valid", 0, False, None)
-    return pick(rng.choice(n, min(batch_size, n), replace=False), 0)
+def images_at(data, split, indices):
+    """The images of split at indices (int [B]), not augmented, as numpy arrays (float32
+    [B,H,W,C] normalised, int32 [B]): reward.reward_batch's images."""
+    return _batch_fn(data, split, 0, False, None)(np.asarray(indices), 0)

@@ -150,6 +150,10 @@ def _define_controller_flags():
     DEFINE_float("controller_lr", 0.0035, "Adam learning rate of the controller.")
     DEFINE_float("controller_l2_reg", 0.0, "L2 weight decay of the controller.")
     DEFINE_float("controller_bl_dec", 0.99, "Decay of the moving-average reward baseline.")
+    DEFINE_string("controller_baseline", "ema",
+                  "ema: advantage = reward - its moving average (the original); loo: reward - the "
+                  "mean reward of the update's other samples (leave-one-out, Kool et al. 2019; "
+                  "needs controller_num_aggregate >= 2; the moving average is still logged).")
     DEFINE_boolean("controller_advantage_norm", True,
                    "Divide the advantage (reward - baseline) by its running root mean square "
                    "(decay controller_bl_dec), so that Adam's epsilon does not swamp advantages of "
@@ -161,6 +165,10 @@ def _define_controller_flags():
     DEFINE_integer("controller_reward_batch_size", None,
                    "Valid images in each sampled cell's reward (at most the valid set); unset = "
                    "--batch_size, the original's one batch.")
+    DEFINE_boolean("controller_common_reward_batch", False,
+                   "Score all the samples of a controller update on the same reward batch (common "
+                   "random numbers: their rewards differ by their cells only); off = a batch per "
+                   "sample, the original.")
     DEFINE_integer("controller_num_aggregate", 10, "Sampled architectures averaged per controller update.")
     DEFINE_integer("controller_train_steps", 30, "Controller updates per controller phase.")
     DEFINE_integer("controller_train_every", 1, "Train the controller every this many epochs.")
@@ -214,7 +222,7 @@ RANGES = (
 # The string flags' allowed values: (flag, choices).
 CHOICES = (("data_format", ("NHWC", "NCHW")), ("child_clip_mode", ("global", "norm")),
            ("child_shared_init", ("aligned", "he", "authors")), ("mixed_precision", MIXED_PRECISION),
-           ("child_recompute", RECOMPUTE))
+           ("child_recompute", RECOMPUTE), ("controller_baseline", ("ema", "loo")))
 _INTERVAL = re.compile(r"([\[(])(\w+), (\w+)([\])])")
 
 
@@ -264,6 +272,9 @@ def check_flags(flags, mode):
     if flags.child_out_filters % 2:
         raise UserError("--child_out_filters must be even (factorized reduction halves it), got {}"
                         .format(flags.child_out_filters))
+    if getattr(flags, "controller_baseline", None) == "loo" and flags.controller_num_aggregate < 2:
+        raise UserError("--controller_baseline loo needs --controller_num_aggregate >= 2 (the other "
+                        "samples of an update), got {}".format(flags.controller_num_aggregate))
     if mode == "search" and flags.child_fixed_arc:
         raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
     if mode != "search" and not flags.child_fixed_arc:

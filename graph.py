@@ -6,23 +6,16 @@ session_config(flags, search) -> the session's ConfigProto.
 """
 import utils  # noqa: F401  (first: TensorFlow's quiet import and its CPU allocator)
 
-import numpy as np
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 import data_utils
 import recompute
+import reward as reward_lib
 from micro_child import MicroChild
 from micro_controller import MicroController, UniformSampler
 
 EVAL_BATCH_SIZE = 100
-# sample_key kinds: what a draw is for (its index says which one)
-CONTROLLER_KIND, EPOCH_SAMPLE_KIND, EVAL_KIND, FINAL_KIND, UNIFORM_FINAL_KIND, UNFED_KIND = 1, 2, 3, 4, 5, 15
-
-
-def sample_key_of(kind, index):
-    """The sample_key [kind, index] of a draw (int64 values)."""
-    return np.array([kind, index], np.int64)
 
 
 class Train(object):
@@ -64,49 +57,39 @@ class Graph(object):
                      uniform_sampler (the controller is then built but never trained)
       uniform_sampler   a UniformSampler (search): random search's cells, and the uniform cells
                      the end of a search scores beside the final candidates
-      sampled_valid_acc   float32 []: the sampler's cell's accuracy on one reward batch
+      sampled_valid_acc   float32 []: the eval arc's accuracy on a fed reward batch (reward.py)
+      reward_batches a reward.RewardBatches (search): the valid images of a key's reward batch
       sample_key     int64 [2] placeholder (search): (kind, index), the key of the cell the
-                     sampler draws in a run and of the run's reward batch (sample_key_of); every
-                     draw the loop makes feeds its own key, so that a resumed run draws what
-                     the run never stopped drew; unfed, a random key
+                     sampler draws in a run (reward.sample_key_of); every draw the loop makes
+                     feeds its own key, so that a resumed run draws what the run never stopped
+                     drew; unfed, a random key
       eval_init      {"valid", "test": op}: restart that split's eval pass (every example once)
-      feed(sess, source, key=None)  the feed_dict that points the eval graph at "valid",
-                     "test" or "reward" (a batch of reward_batch_size valid images drawn
-                     from key and fed as numpy arrays, the controller's own input; search only)
+      feed(sess, source)  the feed_dict that points the eval graph at "valid" or "test"
+                     (reward.feed feeds a reward batch instead)
       eval_correct, eval_count   int32 []: correct predictions and examples in one eval batch
       eval_loss_sum  float32 []: the batch's summed cross-entropy (bench/ranking.py's loss score)
       eval_images, eval_labels, eval_predictions   the eval batch float32 [N, H, W, C], its
                      labels and its predicted class ids int32 [N]
       eval_arc       (normal, reduce) int32 [4B] the eval graph uses; feed them to score a given
                      arc (search; they default to a fresh sample per run)
-      global_step, saver, init_op, num_params, num_train_batches, reward_batch_size
-      cell_seed      int64 [], the seed of a cluster search's cells (every search has it)
+      global_step, saver, init_op, num_params, num_train_batches
+      cell_seed      int64 [], the seed of a search's keyed draws: its cells and reward batches
       epochs_done    int64 [], the last epoch whose end (controller, eval) finished; with
                      set_epochs_done(sess, epoch) a resumed run redoes an interrupted epoch end
     """
     __slots__ = ("train", "controller", "sampler", "sampled_valid_acc", "eval_init", "eval_correct", "eval_loss_sum",
                  "eval_count", "eval_images", "eval_predictions", "eval_arc", "global_step", "saver",
-                 "init_op", "num_params", "num_train_batches", "reward_batch_size", "cell_seed",
+                 "init_op", "num_params", "num_train_batches", "reward_batches", "cell_seed",
                  "epochs_done", "_epochs_done_value", "_set_epochs_done", "_eval_source",
-                 "_handles", "_handle_values", "sample_key", "_reward_batch", "uniform_sampler",
-                 "eval_labels")
+                 "_handles", "_handle_values", "sample_key", "uniform_sampler", "eval_labels")
 
     def __init__(self):
         for name in self.__slots__:
             setattr(self, name, None)
 
-    def feed(self, sess, source, key=None):
-        """{eval source placeholder: the string handle of source's iterator in sess}.
-
-        source "reward": feeds the reward batch of key (sample_key_of(...); None draws one)
-        in place of the eval iterator's output, and key as sample_key, so the cell sampled in
-        the run goes with it.
-        """
-        if source == "reward":
-            if key is None:
-                key = sample_key_of(UNFED_KIND, np.random.randint(1 << 40))
-            images, labels = self._reward_batch(key)
-            return {self.eval_images: images, self.eval_labels: labels, self.sample_key: key}
+    def feed(self, sess, source):
+        """{eval source placeholder: the string handle of source's iterator ("valid" or "test")
+        in sess}."""
         if self._handle_values is None or self._handle_values[0] is not sess:
             self._handle_values = (sess, sess.run(self._handles))
         return {self._eval_source: self._handle_values[1][source]}
@@ -167,29 +150,24 @@ def _make_controller(flags, seed):
         num_cells=flags.child_num_cells, tanh_constant=flags.controller_tanh_constant,
         op_tanh_reduce=flags.controller_op_tanh_reduce, temperature=flags.controller_temperature,
         lr=flags.controller_lr, l2_reg=flags.controller_l2_reg,
-        entropy_weight=flags.controller_entropy_weight, bl_dec=flags.controller_bl_dec,
-        num_aggregate=flags.controller_num_aggregate,
-        advantage_norm=flags.controller_advantage_norm)
+        bl_dec=flags.controller_bl_dec, num_aggregate=flags.controller_num_aggregate,
+        advantage_norm=flags.controller_advantage_norm, baseline=flags.controller_baseline)
 
 
 def _next(dataset):
     return tf.data.make_one_shot_iterator(dataset).get_next()
 
 
-def _build_eval(g, flags, child, data, arcs, search):
+def _build_eval(g, child, data, arcs, search):
     """One inference graph for valid, test and (search) the reward batches.
 
     valid and test have their own iterators, and g.feed picks one per run (a string handle), so
-    the child's forward graph is built once. A reward batch is a function of the run's
-    sample_key (data_utils.reward_batch), as the cell the sampler draws in that run; g.feed
-    feeds it in place of the iterator's output.
+    the child's forward graph is built once. reward.feed feeds a reward batch in place of the
+    iterator's output.
     """
     # search BN uses each batch's statistics: its eval batches must mix the classes
     iterators = {s: tf.data.make_initializable_iterator(
         data_utils.eval_dataset(data, s, EVAL_BATCH_SIZE, mixed=search)) for s in ("valid", "test")}
-    if search:
-        reward_seed = flags.seed if flags.seed is not None else int(np.random.randint(2 ** 31))
-        g._reward_batch = lambda key: data_utils.reward_batch(data, g.reward_batch_size, reward_seed, key)
     g.eval_init = {s: iterators[s].initializer for s in iterators}
     g._handles = {s: it.string_handle() for s, it in iterators.items()}
     g._eval_source = tf.placeholder(tf.string, [], name="eval_source")
@@ -236,7 +214,7 @@ def _build_train(child, images, labels, arcs, cell_step, sync):
                  t["num_params"], cell_step, *arcs)
 
 
-def _build_sampler(g, flags, data, global_step):
+def _build_sampler(g, flags, global_step):
     """A search's controller, sampler, eval arc, cell_seed and sample_key; returns the cell the
     child trains on, (cell_step, (normal, reduce)): the cell of the global step (_cell_of_step),
     in one process as on a cluster, so that a resumed run trains the cells of the run never
@@ -244,7 +222,8 @@ def _build_sampler(g, flags, data, global_step):
     g.cell_seed = tf.get_variable(  # in every search, so that either kind of run can resume the other
         "cell_seed", [], tf.int64, trainable=False,
         initializer=lambda *_, **__: tf.random.uniform([], 0, 2 ** 31 - 1, tf.int64))
-    unfed = tf.stack([tf.constant(UNFED_KIND, tf.int64), tf.random.uniform([], 0, 1 << 40, tf.int64)])
+    unfed = tf.stack([tf.constant(reward_lib.UNFED_KIND, tf.int64),
+                      tf.random.uniform([], 0, 1 << 40, tf.int64)])
     g.sample_key = tf.placeholder_with_default(unfed, [2], name="sample_key")
     seed = tf.stack([g.cell_seed.read_value() * 16 + g.sample_key[0], g.sample_key[1] * 64])
     g.controller = _make_controller(flags, seed)
@@ -252,8 +231,6 @@ def _build_sampler(g, flags, data, global_step):
     g.sampler = g.uniform_sampler if flags.random_search else g.controller
     arcs = g.sampler.sample_arc
     g.eval_arc = tuple(tf.placeholder_with_default(a, a.get_shape()) for a in arcs)
-    g.reward_batch_size = min(flags.controller_reward_batch_size or flags.batch_size,
-                              len(data["labels"]["valid"]))
     warmup_steps = flags.uniform_warmup_epochs * g.num_train_batches
     return _cell_of_step(g, global_step, flags.child_num_cells, warmup_steps)
 
@@ -287,15 +264,14 @@ def build(flags, data, fixed_arc, sync=None, start_step=0):
         crop_pad=flags.child_random_crop_pad, flip=flags.child_random_flip,
         start_batch=0 if c else start_step))
     if search:
-        cell_step, train_arcs = _build_sampler(g, flags, data, child.global_step)
+        cell_step, train_arcs = _build_sampler(g, flags, child.global_step)
     else:
         cell_step, train_arcs = None, (None, None)
         g.eval_arc = train_arcs
     g.train = _build_train(child, images, labels, train_arcs, cell_step, sync)
-    _build_eval(g, flags, child, data, g.eval_arc, search)
-    if search:  # the reward: accuracy of the sampled arc on one reward batch (g.feed "reward")
-        g.sampled_valid_acc = tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32)
-        g.controller.build_trainer(g.sampled_valid_acc, apply_in_train_op=sync is None)
+    _build_eval(g, child, data, g.eval_arc, search)
+    if search:
+        g.controller.build_trainer(reward_lib.build(g, flags, data), apply_in_train_op=sync is None)
     g.global_step = child.global_step
     _build_epochs_done(g)
     g.num_params = g.train.num_params

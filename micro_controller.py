@@ -3,7 +3,7 @@
 An LSTM samples two cell architectures, a normal and a reduce cell. For each of
 the B = num_cells nodes it picks two inputs (with attention over the previous
 nodes, the "anchors") and two ops (a softmax over num_branches), four integers
-per node. It is trained with REINFORCE against a moving-average baseline.
+per node. It is trained with REINFORCE on a reward its caller defines (reward.py).
 
 Callers must use resource variables:
     tf.disable_v2_behavior(); tf.enable_resource_variables()
@@ -11,8 +11,8 @@ Callers must use resource variables:
 API
   MicroController(num_branches=5, num_cells=5, lstm_size=64, lstm_num_layers=1,
                   tanh_constant=None, op_tanh_reduce=1.0, temperature=None,
-                  lr=0.0035, l2_reg=0.0, entropy_weight=None, bl_dec=0.99,
-                  num_aggregate=10, advantage_norm=False, seed=None, name="controller")
+                  lr=0.0035, l2_reg=0.0, bl_dec=0.99, num_aggregate=10,
+                  advantage_norm=False, baseline="ema", seed=None, name="controller")
     .sample_arc          (normal_arc, reduce_arc), two int32 [4*num_cells]
                          tensors; position 4(l-2)+2i is index_i of node l,
                          4(l-2)+2i+1 is op_i; drawn from TensorFlow's random
@@ -27,12 +27,12 @@ API
                          W = max(num_cells + 1, num_branches)
     .seeded_sample_arc(seed)   (normal_arc, reduce_arc) drawn statelessly
                          from seed int64 [2]: the same in every process
-    .build_trainer(valid_acc, apply_in_train_op=True)   valid_acc: float32
-                         scalar computed by the caller from sample_arc in the
-                         same sess.run. Adds valid_acc, reward, baseline,
-                         baseline_var, loss, grads, grad_norm, lr, optimizer,
-                         train_step, train_op, accum_count, accumulators,
-                         reset_op (and apply_op when apply_in_train_op is
+    .build_trainer(reward, apply_in_train_op=True)   reward: float32 scalar
+                         computed by the caller from sample_arc in the same
+                         sess.run. Adds reward, baseline, baseline_var, loss,
+                         grads, grad_norm, lr, optimizer, train_step,
+                         train_op, accum_count, accumulators, reset_op (and
+                         apply_op, average_grads when apply_in_train_op is
                          False).
                          reward and baseline carry the baseline EMA update
                          as a control dependency (as in the original): fetch
@@ -40,10 +40,22 @@ API
                          for a side-effect-free value.
 
 One run of train_op = one sampled architecture: the baseline is updated, the
-gradients of that sample are added to accumulators, and every num_aggregate
-runs ONE Adam step is applied with their average (train_step counts those).
-On a cluster, train_op only accumulates (each worker's samples, into the same
+sample's terms are added to accumulators, and every num_aggregate runs ONE Adam
+step is applied with the update's gradient (train_step counts those). On a
+cluster, train_op only accumulates (each worker's samples, into the same
 variables on the parameter server) and the chief runs apply_op.
+
+The advantage, by `baseline`:
+  "ema"  (the original) reward - the moving average of the rewards (decay bl_dec,
+         updated with this reward first); a run adds advantage * d(sum -log pi).
+  "loo"  leave-one-out (Kool et al. 2019, "Buy 4 REINFORCE samples, get a
+         baseline for free"): sample i's reward minus the mean of its update's
+         other rewards. A run adds its gradient of sum -log pi and its reward's
+         weight of it, and the update combines them (_loo_gradient); loss and
+         grads are then the sample's sum -log pi and its gradient. The moving
+         average is still kept, for the logs.
+  advantage_norm divides the advantage by its running RMS: per sample ("ema"),
+  or per update with the mean square of its advantages ("loo").
 """
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -94,8 +106,8 @@ class MicroController(object):
 
     def __init__(self, num_branches=search_space.NUM_OPS, num_cells=5, lstm_size=64,
                  lstm_num_layers=1, tanh_constant=None, op_tanh_reduce=1.0,
-                 temperature=None, lr=0.0035, l2_reg=0.0, entropy_weight=None,
-                 bl_dec=0.99, num_aggregate=10, advantage_norm=False, seed=None,
+                 temperature=None, lr=0.0035, l2_reg=0.0, bl_dec=0.99,
+                 num_aggregate=10, advantage_norm=False, baseline="ema", seed=None,
                  name="controller"):
         self.num_branches = num_branches
         self.num_cells = num_cells
@@ -106,10 +118,13 @@ class MicroController(object):
         self.temperature = temperature
         self.lr_value = lr
         self.l2_reg = l2_reg
-        self.entropy_weight = entropy_weight
         self.bl_dec = bl_dec
         self.num_aggregate = num_aggregate
         self.advantage_norm = advantage_norm
+        if baseline not in ("ema", "loo") or (baseline == "loo" and num_aggregate < 2):
+            raise ValueError("baseline must be ema, or loo with num_aggregate >= 2: got {} and {}"
+                             .format(baseline, num_aggregate))
+        self.baseline_kind = baseline
         self.name = name
         self.logits_width = max(num_cells + 1, num_branches)
         self._create_params()
@@ -283,17 +298,15 @@ class MicroController(object):
                 "log_prob": tf.reduce_sum(out[9]),
                 "c": out[2], "h": out[3]}
 
-    def _build_baseline(self):
-        """reward, and the baseline EMA updated as a control dep of reward.
+    def _build_baseline(self, reward):
+        """The reward and its moving-average baseline, updated as a control dep of reward (with
+        either baseline kind: "loo" keeps it for the logs).
 
-        Sets self.reward (scalar), self.baseline_var (variable), self.baseline
-        (its value after this run's update, scalar), self.advantage (scalar:
-        reward - baseline, over advantage_scale with advantage_norm) and
-        self.moving_stats (the variables a sample moves outside the gradient).
+        Sets self.reward (scalar), self.baseline_var (variable), self.baseline (its value after
+        this run's update, scalar), self.moving_stats (the variables a sample moves outside the
+        gradient) and with "ema" self.advantage (scalar: reward - baseline, over its running RMS
+        with advantage_norm), with "loo" and advantage_norm that RMS's variable self._loo_square.
         """
-        reward = self.valid_acc
-        if self.entropy_weight is not None:
-            reward = reward + self.entropy_weight * self.sample_entropy
         self.baseline_var = tf.get_variable(
             "baseline", [], tf.float32, initializer=tf.zeros_initializer(),
             trainable=False)
@@ -303,57 +316,85 @@ class MicroController(object):
             self.reward = tf.identity(reward, name="reward")
             self.baseline = tf.identity(self.baseline_var.read_value(),
                                         name="baseline")
-        self.advantage = tf.stop_gradient(self.reward) - self.baseline
         self.moving_stats = [self.baseline_var]
+        if self.baseline_kind == "loo":
+            if self.advantage_norm:  # moved by _loo_gradient, once per update
+                self._loo_square = self._advantage_square()
+            return
+        self.advantage = tf.stop_gradient(self.reward) - self.baseline
         if self.advantage_norm:
-            self.advantage = self.advantage / self._advantage_scale()
+            square = self._advantage_square()
+            self.moving_stats.append(square)
+            self.advantage = self.advantage / self._advantage_scale(
+                square, tf.square(self.advantage), self.bl_dec)
 
-    def _advantage_scale(self):
-        """The running root mean square of the advantage (float32 scalar), an EMA
-        with the baseline's decay that starts at the first sample's square.
+    def _advantage_square(self):
+        """The variable of the advantage's running mean square (float32 [], 0 before the first)."""
+        return tf.get_variable(
+            "advantage_square", [], tf.float32,
+            initializer=tf.zeros_initializer(), trainable=False)
+
+    def _advantage_scale(self, square, advantage_sq, decay):
+        """The running root mean square of the advantage (float32 scalar): square (the variable
+        of _advantage_square) moved to its EMA with the newest squared advantage advantage_sq
+        (float32 []) at `decay`, or set to it the first time; its root, + 1e-6.
 
         With it the update's size no longer depends on the reward's scale:
         advantages of about 0.01 (a young shared child's accuracies differ by a
         point or two) give Adam gradients below its epsilon (1e-3), so the
         controller barely moves at its learning rate.
         """
-        square = tf.get_variable(
-            "advantage_square", [], tf.float32,
-            initializer=tf.zeros_initializer(), trainable=False)
-        advantage_sq = tf.square(self.advantage)
         new = tf.where(tf.equal(square, 0.0), advantage_sq,
-                       square - (1.0 - self.bl_dec) * (square - advantage_sq))
-        self.moving_stats.append(square)
+                       square - (1.0 - decay) * (square - advantage_sq))
         return tf.sqrt(square.assign(new)) + 1e-6
 
     def _build_loss(self, tf_variables):
-        """loss = sum(-log pi) * advantage [+ l2]; scalar."""
-        loss = self.sample_log_prob * self.advantage
-        if self.l2_reg > 0:
-            l2 = tf.add_n([tf.reduce_sum(v ** 2) for v in tf_variables])
-            loss = loss + self.l2_reg * l2
+        """The run's loss and its gradient: "ema": loss = sum(-log pi) * advantage [+ l2];
+        "loo": loss = sum(-log pi), whose gradient the update weighs by the advantage once
+        all its rewards are in (_loo_gradient, which adds the l2 term). Sets loss (scalar),
+        grads (dense, one per variable) and grad_norm."""
+        if self.baseline_kind == "loo":
+            loss = self.sample_log_prob
+        else:
+            loss = self.sample_log_prob * self.advantage
+            if self.l2_reg > 0:
+                l2 = tf.add_n([tf.reduce_sum(v ** 2) for v in tf_variables])
+                loss = loss + self.l2_reg * l2
         self.loss = tf.identity(loss, name="loss")
-
-    def _build_accumulate(self, tf_variables, apply_in_train_op):
-        """Adds this sample's gradients to accumulators; applies every N runs
-        (apply_in_train_op), else leaves that to apply_op.
-
-        Sets grads, grad_norm, accum_count, optimizer, train_step, train_op,
-        applied_stats, reset_op (drops a partial update: its gradients and its
-        moves of the baseline and the advantage scale) and (not
-        apply_in_train_op) apply_op.
-        """
         grads = tf.gradients(self.loss, tf_variables)
         # Dense: w_emb's gradient is IndexedSlices (embedding_lookup).
         self.grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                       for g, v in zip(grads, tf_variables)]
+        for g, v in zip(self.grads, tf_variables):
+            g.set_shape(v.shape)  # the accumulators' shapes
         self.grad_norm = tf.global_norm(self.grads)
+
+    def _sample_terms(self, tf_variables):
+        """What one run adds to the update's accumulators, [(accumulator name, tensor)]: "ema":
+        its gradient per variable; "loo": its reward r times its gradient g, g, r and (with
+        advantage_norm) r^2, in float64, so that the difference _loo_gradient takes stays
+        exact when the rewards are close."""
+        names = [v.op.name[len(self._scope.name) + 1:] for v in tf_variables]
+        if self.baseline_kind == "ema":
+            return [("accum/" + name, g) for name, g in zip(names, self.grads)]
+        r = tf.cast(tf.stop_gradient(self.reward), tf.float64)
+        grads = [tf.cast(g, tf.float64) for g in self.grads]
+        terms = ([("loo/reward_grad/" + name, r * g) for name, g in zip(names, grads)] +
+                 [("loo/grad/" + name, g) for name, g in zip(names, grads)] + [("loo/reward_sum", r)])
+        return terms + ([("loo/reward_square_sum", tf.square(r))] if self.advantage_norm else [])
+
+    def _build_accumulate(self, tf_variables, apply_in_train_op):
+        """Adds this sample's terms (_sample_terms) to accumulators; applies every N runs
+        (apply_in_train_op), else leaves that to apply_op.
+
+        Sets accumulators, accum_count, optimizer, train_step, train_op, applied_stats,
+        reset_op (drops a partial update: its sums and its moves of the baseline and the
+        advantage scale) and (not apply_in_train_op) apply_op and average_grads.
+        """
         zeros = tf.zeros_initializer()
-        prefix = self._scope.name + "/"
-        self.accumulators = [
-            tf.get_variable("accum/" + v.op.name[len(prefix):],
-                            v.shape, tf.float32, initializer=zeros,
-                            trainable=False) for v in tf_variables]
+        terms = self._sample_terms(tf_variables)
+        self.accumulators = [tf.get_variable(name, t.shape, t.dtype, initializer=zeros, trainable=False)
+                             for name, t in terms]
         self.accum_count = tf.get_variable(
             "accum_count", [], tf.int32, initializer=zeros, trainable=False)
         self.train_step = tf.get_variable(
@@ -369,31 +410,59 @@ class MicroController(object):
             tf.variables_initializer(self.accumulators + [self.accum_count]),
             *[v.assign(a) for v, a in zip(self.moving_stats, self.applied_stats)],
             name="reset_accumulators")
-        adds = [a.assign_add(g) for a, g in zip(self.accumulators, self.grads)]
+        adds = [a.assign_add(t) for a, (_, t) in zip(self.accumulators, terms)]
         with tf.control_dependencies(adds):
             count = self.accum_count.assign_add(1)
         if not apply_in_train_op:
             self.train_op = tf.group(count, name="train_op")
-            self.apply_op = tf.group(self._apply_average(tf_variables),
+            self.average_grads = self._average_gradient(tf_variables)
+            self.apply_op = tf.group(self._apply(self.average_grads, tf_variables),
                                      name="apply_op")
             return
         apply = tf.cond(count >= self.num_aggregate,
-                        lambda: self._apply_average(tf_variables),
+                        lambda: self._apply(self._average_gradient(tf_variables), tf_variables),
                         lambda: tf.constant(False))
         self.train_op = tf.group(apply, name="train_op")
 
-    def _apply_average(self, tf_variables):
-        """One Adam step with the averaged accumulators, zeroes them, and only
-        then counts the step in train_step (so a process that sees train_step
-        move may add the next update's gradients)."""
+    def _average_gradient(self, tf_variables):
+        """The update's gradient, one float32 tensor per variable: the mean over its
+        num_aggregate samples of advantage * d(sum -log pi) (+ the l2 term's gradient)."""
+        if self.baseline_kind == "loo":
+            return self._loo_gradient(tf_variables)
         n = float(self.num_aggregate)
-        avg = [a.read_value() / n for a in self.accumulators]
+        return [a.read_value() / n for a in self.accumulators]
+
+    def _loo_gradient(self, tf_variables):
+        """"loo"'s update gradient from the sums of _sample_terms over the update's n samples:
+        with A_i = r_i - mean of the others' rewards = n/(n-1) (r_i - mean r),
+        mean_i A_i g_i = (sum r_i g_i - mean r * sum g_i) / (n - 1); with advantage_norm over
+        the running RMS of the A_i, moved once per update by their mean square at decay
+        bl_dec^n (the per-sample decay over n samples); plus 2 * l2_reg * the weights."""
+        k, n = len(tf_variables), self.num_aggregate
+        sums = [a.read_value() for a in self.accumulators]
+        mean_reward = sums[2 * k] / n
+        scale = tf.constant(1.0 / (n - 1), tf.float64)
+        if self.advantage_norm:
+            variance = tf.maximum(sums[2 * k + 1] / n - tf.square(mean_reward), 0.0)
+            mean_sq = tf.cast(variance * (n / (n - 1.0)) ** 2, tf.float32)
+            rms = self._advantage_scale(self._loo_square, mean_sq, self.bl_dec ** n)
+            scale = scale / tf.cast(rms, tf.float64)
+        grads = [tf.cast((rg - mean_reward * g) * scale, tf.float32)
+                 for rg, g in zip(sums[:k], sums[k:2 * k])]
+        if self.l2_reg > 0:
+            grads = [g + 2.0 * self.l2_reg * v.read_value() for g, v in zip(grads, tf_variables)]
+        return grads
+
+    def _apply(self, grads, tf_variables):
+        """One Adam step with grads (the update's, _average_gradient), zeroes the
+        accumulators, and only then counts the step in train_step (so a process that sees
+        train_step move may add the next update's gradients)."""
         # Root variable scope: slots are named <var>/Adam; absolute name scope:
         # beta1_power/beta2_power land in <name>/, not in <name>_trainer/cond/.
         with tf.variable_scope(tf.VariableScope(None, name=""),
                                auxiliary_name_scope=False), \
                 tf.name_scope(self._scope.original_name_scope):
-            step = self.optimizer.apply_gradients(zip(avg, tf_variables))
+            step = self.optimizer.apply_gradients(zip(grads, tf_variables))
         with tf.control_dependencies([step]):
             resets = [a.assign(tf.zeros_like(a)) for a in self.accumulators]
             resets.append(self.accum_count.assign(0))
@@ -403,11 +472,11 @@ class MicroController(object):
         with tf.control_dependencies([counted]):
             return tf.constant(True)
 
-    def build_trainer(self, valid_acc, apply_in_train_op=True):
+    def build_trainer(self, reward, apply_in_train_op=True):
         """Builds the REINFORCE trainer.
 
-        valid_acc: float32 scalar tensor, the accuracy of sample_arc on one
-        valid batch (computed by the caller in the same sess.run).
+        reward: float32 scalar tensor, the reward of sample_arc (computed by the caller in
+        the same sess.run: reward.build).
         apply_in_train_op: the num_aggregate-th run of train_op applies the
         update (one process); False: train_op only accumulates and apply_op
         applies, run by a cluster's chief once num_aggregate samples from all
@@ -415,11 +484,10 @@ class MicroController(object):
         """
         tf_variables = [v for v in tf.trainable_variables()
                         if v.name.startswith(self._scope.name + "/")]
-        self.valid_acc = tf.convert_to_tensor(valid_acc, tf.float32)
         with tf.variable_scope(self._scope, auxiliary_name_scope=False), \
                 tf.name_scope(self.name + "_trainer"):
             self.lr = tf.constant(self.lr_value, tf.float32, name="lr")
-            self._build_baseline()
+            self._build_baseline(tf.convert_to_tensor(reward, tf.float32))
             self._build_loss(tf_variables)
             self._build_accumulate(tf_variables, apply_in_train_op)
 

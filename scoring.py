@@ -9,6 +9,7 @@ g is a graph.Graph in a session that holds its weights (a run's, or a restored c
 import math
 
 import graph as graph_lib
+import reward as reward_lib
 
 
 def evaluate(sess, g, num_examples, split, feed=None, key_index=None):
@@ -22,7 +23,7 @@ def evaluate(sess, g, num_examples, split, feed=None, key_index=None):
     correct = loss = 0.0
     for i in range(int(math.ceil(num_examples / float(graph_lib.EVAL_BATCH_SIZE)))):
         if key_index is not None:
-            feed[g.sample_key] = graph_lib.sample_key_of(graph_lib.EVAL_KIND, key_index(i))
+            feed[g.sample_key] = reward_lib.sample_key_of(reward_lib.EVAL_KIND, key_index(i))
         batch_correct, batch_loss = sess.run([g.eval_correct, g.eval_loss_sum], feed_dict=feed)
         correct, loss = correct + batch_correct, loss + batch_loss
     n = float(max(num_examples, 1))

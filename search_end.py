@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-import graph as graph_lib
 import records as records_lib
+import reward as reward_lib
 import scoring
 import search_space
 import visualize
@@ -51,9 +51,9 @@ def score_final_arcs(sess, g, data, flags, records):
     print("Scoring {0} sampled cells and {0} uniformly drawn ones on the whole valid set".format(num))
     n_valid = len(data["labels"]["valid"])
     rows = []
-    for source, sampler, kind in (("final", g.sampler, graph_lib.FINAL_KIND),
-                                  ("uniform", g.uniform_sampler, graph_lib.UNIFORM_FINAL_KIND)):
-        arcs = [sess.run(sampler.sample_arc, {g.sample_key: graph_lib.sample_key_of(kind, k)})
+    for source, sampler, kind in (("final", g.sampler, reward_lib.FINAL_KIND),
+                                  ("uniform", g.uniform_sampler, reward_lib.UNIFORM_FINAL_KIND)):
+        arcs = [sess.run(sampler.sample_arc, {g.sample_key: reward_lib.sample_key_of(kind, k)})
                 for k in range(num)]
         for arc, acc in zip(arcs, scoring.score_arcs(sess, g, n_valid, arcs)):
             rows.append((flags.num_epochs, source, search_space.arc_to_string(*arc), acc, n_valid))

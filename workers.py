@@ -7,7 +7,7 @@ mechanics). Each writes nothing and returns the global step it ended at.
 import itertools
 
 import cluster as cluster_lib
-import graph as graph_lib
+import reward as reward_lib
 from controller_phase import controller_updates_by, trains_controller
 
 
@@ -18,11 +18,17 @@ def worker_loop(sess, g, flags, sync):
                                     flags.num_epochs * g.num_train_batches, flags.log_every, sync)
 
 
-def worker_sample_key(sync, k):
-    """The sample key of a non-chief worker's k-th controller sample: apart from the chief's
-    (indices below 2^40) and the other workers'. A cluster's samples depend on which worker
-    draws them, so they repeat with the seed but are not exact across a resume."""
-    return graph_lib.sample_key_of(graph_lib.CONTROLLER_KIND, (sync.cluster.task_index << 40) + k)
+def controller_sampler(sess, g, flags, sync):
+    """run_sample(update) for cluster.controller_phase: one run of the controller's train_op,
+    this worker's next controller sample of `update`, keyed apart from the chief's and the other
+    workers' (reward.controller_keys)."""
+    samples = itertools.count()  # this worker's controller samples in this process
+
+    def run_sample(update):
+        keys = reward_lib.controller_keys(next(samples), update, flags.controller_common_reward_batch,
+                                          sync.cluster.task_index)
+        sess.run(g.controller.train_op, reward_lib.feed(sess, g, *keys))
+    return run_sample
 
 
 def search_worker_loop(sess, g, flags, sync):
@@ -31,14 +37,13 @@ def search_worker_loop(sess, g, flags, sync):
     saved (sync.epoch_released). The chief alone scores the final cells."""
     steps_per_epoch, total = g.num_train_batches, flags.num_epochs * g.num_train_batches
     step = int(sess.run(g.global_step))
-    samples = itertools.count()  # this worker's controller samples in this process
+    run_sample = controller_sampler(sess, g, flags, sync)
     while True:
         epoch = step // steps_per_epoch
         if epoch > int(sess.run(g.epochs_done)):  # an epoch end the chief has not finished
             if trains_controller(flags, epoch):
                 cluster_lib.controller_phase(sess, g.controller, sync, controller_updates_by(flags, epoch),
-                                             lambda: sess.run(g.controller.train_op, g.feed(
-                                                 sess, "reward", worker_sample_key(sync, next(samples)))))
+                                             run_sample)
             if step >= total:
                 return step
             cluster_lib.wait_for(sess, sync.epoch_released, lambda done: done >= epoch,

@@ -143,6 +143,7 @@ def _run_case(case, data_dirs):
     import tensorflow.compat.v1 as tf
     import data_utils
     import graph as graph_lib
+    import reward as reward_lib
     flags, fixed_arc = _parse(case, data_dirs)
     data = data_utils.read_data(flags.train_data_dir, flags.val_data_dir, flags.test_data_dir,
                                 flags.channel, flags.img_size, 1, batch_size=flags.batch_size)
@@ -163,7 +164,7 @@ def _run_case(case, data_dirs):
                     break
             if fixed_arc is None:
                 for _ in range(2):
-                    sess.run(g.controller.train_op, g.feed(sess, "reward"))
+                    sess.run(g.controller.train_op, reward_lib.feed(sess, g))
 
 
 def worker():

@@ -37,6 +37,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 import data_utils  # noqa: E402
 import graph as graph_lib  # noqa: E402
+import reward as reward_lib  # noqa: E402
 import search_space  # noqa: E402
 import make_dataset  # noqa: E402
 from machine import cpu_model  # noqa: E402
@@ -121,7 +122,7 @@ def train_fetches(g):
 def controller_phase(sess, g, flags):
     """controller_train_steps updates of controller_num_aggregate samples, as in the search."""
     for _ in range(flags.controller_train_steps * flags.controller_num_aggregate):
-        sess.run(g.controller.train_op, g.feed(sess, "reward"))
+        sess.run(g.controller.train_op, reward_lib.feed(sess, g))
 
 
 def shared_curve(args, flags, data):

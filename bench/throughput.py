@@ -39,6 +39,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 import data_utils  # noqa: E402
 from machine import cpu_model  # noqa: E402
 import graph as graph_lib  # noqa: E402
+import reward as reward_lib  # noqa: E402
 
 NUM_CLASSES = 10
 MNIST_TRAIN = 55000
@@ -54,7 +55,7 @@ SEARCH_DEFAULTS = dict(
     child_use_aux_heads=True, controller_lr=0.0035, controller_l2_reg=0.0, controller_bl_dec=0.99,
     controller_tanh_constant=1.10, controller_op_tanh_reduce=2.5, controller_temperature=None,
     controller_entropy_weight=1e-4, controller_num_aggregate=10, controller_train_steps=30,
-    controller_advantage_norm=True, controller_reward_batch_size=None,
+    controller_advantage_norm=True, controller_reward_batch_size=None, controller_baseline="ema",
     uniform_warmup_epochs=0, random_search=False, child_shared_init="aligned", mixed_precision="none",
     child_recompute="none")
 
@@ -223,11 +224,11 @@ def bench_controller(sess, g, flags, args):
     controller_phase.ControllerPhase.sample, mean time x (controller_train_steps x
     controller_num_aggregate). Returns (seconds, timed, total)."""
     c = g.controller
-    fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, c.valid_acc, c.baseline, c.reward,
+    fetches = [c.loss, c.sample_entropy, c.lr, c.grad_norm, g.sampled_valid_acc, c.baseline, c.reward,
                c.train_op]
     total = flags.controller_train_steps * flags.controller_num_aggregate
     runs = min(max(args.controller_runs, 1), total)
-    times, _ = timed_runs(sess, fetches, args.warmup, runs, lambda: g.feed(sess, "reward"))
+    times, _ = timed_runs(sess, fetches, args.warmup, runs, lambda: reward_lib.feed(sess, g))
     return statistics.mean(times) * total, runs, total
 
 

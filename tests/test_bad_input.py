@@ -256,6 +256,15 @@ def test_bad_shared_init(runner, data, tmp_path):  # noqa: F811
              base=_with(ARGS["search"], {"--child_shared_init": "zeros"}))
 
 
+@pytest.mark.parametrize("replace,names", [
+    ({"--controller_baseline": "mean"}, ["--controller_baseline", "mean"]),
+    ({"--controller_baseline": "loo", "--controller_num_aggregate": "1"},
+     ["--controller_baseline loo", "--controller_num_aggregate", "1"])])
+def test_bad_controller_baseline(replace, names, runner, data, tmp_path):  # noqa: F811
+    _, dirs = data
+    _refused(runner, dirs, [], tmp_path, names, "search", base=_with(ARGS["search"], replace))
+
+
 def test_warmup_not_shorter_than_the_search(runner, data, tmp_path):  # noqa: F811
     _, dirs = data
     epochs = ARGS["search"][ARGS["search"].index("--num_epochs") + 1]

@@ -13,6 +13,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 tf.disable_v2_behavior()
 tf.enable_resource_variables()
 
+import reward as reward_lib  # noqa: E402
 from micro_controller import MicroController, UniformSampler  # noqa: E402
 
 
@@ -93,13 +94,13 @@ def test_controller_learns_synthetic_reward():
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(3)
-        ctrl = MicroController(num_cells=5, lr=0.02, num_aggregate=2,
-                               bl_dec=0.9, entropy_weight=1e-4)
-        ctrl.build_trainer(_op0_fraction(ctrl.sample_arc))
+        ctrl = MicroController(num_cells=5, lr=0.02, num_aggregate=2, bl_dec=0.9)
+        fraction = _op0_fraction(ctrl.sample_arc)
+        ctrl.build_trainer(reward_lib.controller_reward(fraction, ctrl.sample_entropy, 1e-4))
     sess = _session(graph)
     fractions = []
     for _ in range(300):
-        acc, _ = sess.run([ctrl.valid_acc, ctrl.train_op])
+        acc, _ = sess.run([fraction, ctrl.train_op])
         fractions.append(acc)
     steps = sess.run(ctrl.train_step)
     sess.close()
@@ -114,21 +115,34 @@ def _op_fraction(sample_arc, op):
     return tf.reduce_mean(tf.cast(tf.equal(ops, op), tf.float32))
 
 
-def test_controller_at_the_default_tanh_constants_moves_toward_a_rewarded_op():
+@pytest.mark.parametrize("baseline,advantage_norm,common", [("ema", False, False), ("loo", True, True)])
+def test_controller_at_the_default_tanh_constants_moves_toward_a_rewarded_op(baseline, advantage_norm,
+                                                                             common):
     """The search's logit squashing (tanh constant 1.10, op_tanh_reduce 2.5): rewarded for
     picking op 2 (avg pool), the controller picks it more often within 60 updates; a flipped
     REINFORCE sign would make it rarer. The learning rate is raised from the search's 0.0035 to
     0.1 so that this shows within a test's budget: at 0.0035 the same move takes thousands of
     samples (the op logits are c * tanh(.) with c = 0.44, and the sep convs' start bias of 10
-    saturates their tanh)."""
+    saturates their tanh).
+
+    With the leave-one-out baseline, the normalised advantage and a common reward batch, the
+    reward also carries a batch's noise (std 0.3, far above what a cell changes) drawn from the
+    sample's reward batch key (reward.controller_keys): one batch per update, whose noise the
+    leave-one-out advantage cancels."""
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(5)
         ctrl = MicroController(num_cells=3, tanh_constant=1.10, op_tanh_reduce=2.5, lr=0.1,
-                               bl_dec=0.9, entropy_weight=1e-4)
-        ctrl.build_trainer(_op_fraction(ctrl.sample_arc, 2))
+                               bl_dec=0.9, advantage_norm=advantage_norm, baseline=baseline)
+        fraction = _op_fraction(ctrl.sample_arc, 2)
+        noise = tf.placeholder_with_default(0.0, [])
+        ctrl.build_trainer(reward_lib.controller_reward(fraction + noise, ctrl.sample_entropy, 1e-4))
     sess = _session(graph)
-    fractions = [sess.run([ctrl.valid_acc, ctrl.train_op])[0] for _ in range(600)]
+    fractions = []
+    for run in range(600):
+        batch_key = reward_lib.controller_keys(run, run // 10, common)[1]
+        batch_noise = np.random.default_rng(batch_key.tolist()).normal(0.0, 0.3) if common else 0.0
+        fractions.append(sess.run([fraction, ctrl.train_op], {noise: batch_noise})[0])
     assert sess.run(ctrl.train_step) == 60
     sess.close()
     first, last = np.mean(fractions[:100]), np.mean(fractions[-150:])
@@ -146,9 +160,8 @@ def test_reinforce_gradient_is_the_advantage_times_grad_log_pi():
     with graph.as_default():
         tf.set_random_seed(6)
         acc = tf.placeholder(tf.float32, [])
-        ctrl = MicroController(num_cells=3, tanh_constant=1.10, op_tanh_reduce=2.5,
-                               entropy_weight=0.01, bl_dec=0.9)
-        ctrl.build_trainer(acc)
+        ctrl = MicroController(num_cells=3, tanh_constant=1.10, op_tanh_reduce=2.5, bl_dec=0.9)
+        ctrl.build_trainer(reward_lib.controller_reward(acc, ctrl.sample_entropy, 0.01))
         unsaturate = ctrl.b_soft.assign(tf.zeros_like(ctrl.b_soft))  # tanh' of 10 is ~0
         names = [a.op.name for a in ctrl.accumulators]
     grad_b = ctrl.grads[names.index("controller/accum/softmax/b")]
@@ -357,3 +370,126 @@ def test_controller_phases_start_after_the_warmup(every, warmup, phases):
     assert [e for e in range(1, 7) if trains_controller(flags, e)] == phases
     assert [controller_updates_by(flags, e) for e in range(1, 7)] == [
         3 * sum(p <= e for p in phases) for e in range(1, 7)]
+
+
+def test_leave_one_out_update_is_the_mean_of_each_advantage_times_its_gradient():
+    """--controller_baseline loo on hand-made rewards: the update's gradient is the mean over its
+    4 samples of A_i * d(sum -log pi_i), A_i = r_i - the mean of the other three rewards, over
+    (--controller_advantage_norm) the running RMS of the A_i, which starts at the first update's
+    mean square and moves once per update at decay 0.9^4, plus the L2 term's gradient
+    2 * l2_reg * w. The moving average goes on for the logs."""
+    l2_reg = 0.01
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(8)
+        reward = tf.placeholder(tf.float32, [])
+        ctrl = MicroController(num_cells=2, num_aggregate=4, bl_dec=0.9, l2_reg=l2_reg,
+                               advantage_norm=True, baseline="loo")
+        ctrl.build_trainer(reward, apply_in_train_op=False)  # a cluster's: average_grads
+    params = _controller_vars(graph)
+    sess = _session(graph)
+    square, baseline = 0.0, 0.0
+    for rewards in ([0.9, 0.5, 0.7, 0.2], [0.3, 0.35, 0.6, 0.1]):
+        r = np.array(rewards)
+        loo = np.array([r[i] - np.delete(r, i).mean() for i in range(4)])
+        grads = []
+        for r_i in rewards:
+            grad, bl, _ = sess.run([ctrl.grads, ctrl.baseline, ctrl.train_op], {reward: r_i})
+            grads.append(grad)
+            baseline = 0.9 * baseline + 0.1 * r_i
+            np.testing.assert_allclose(bl, baseline, rtol=1e-5)
+        weights = sess.run(params)
+        applied, _ = sess.run([ctrl.average_grads, ctrl.apply_op])
+        square = np.mean(loo ** 2) if square == 0 else 0.9 ** 4 * square + (1 - 0.9 ** 4) * np.mean(loo ** 2)
+        scale = np.sqrt(square) + 1e-6
+        for j, (got, w) in enumerate(zip(applied, weights)):
+            want = sum(a * g[j] for a, g in zip(loo, grads)) / 4 / scale + 2 * l2_reg * w
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    assert abs(loo.sum()) < 1e-12 and sess.run(ctrl.train_step) == 2
+    sess.close()
+
+
+def test_leave_one_out_redo_after_a_stop_mid_update_is_the_uninterrupted_run(tmp_path):
+    """A stop inside a controller phase: the checkpoint holds a partial update of the loo sums
+    (reward-weighted gradients, gradients, rewards and their squares), the moving average and
+    the advantage's mean square; restored, reset_op drops the partial update, and redoing its
+    samples (each cell keyed by its run, reward.controller_keys) ends where the run never
+    stopped ends, bit for bit."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(9)
+        key = tf.placeholder(tf.int64, [2])
+        ctrl = MicroController(num_cells=2, num_aggregate=3, bl_dec=0.9, l2_reg=0.01,
+                               advantage_norm=True, baseline="loo", seed=key * 64)
+        ctrl.build_trainer(_op_fraction(ctrl.sample_arc, 2) + 1e-4 * ctrl.sample_entropy)
+        saver = tf.train.Saver()
+        state = tf.global_variables()
+
+    def runs(sess, first, last):
+        for run in range(first, last):
+            sess.run(ctrl.train_op, {key: reward_lib.controller_keys(run, run // 3, True)[0]})
+
+    sess = _session(graph)
+    runs(sess, 0, 4)  # one update and one sample of the next
+    assert sess.run([ctrl.train_step, ctrl.accum_count]) == [1, 1]
+    path = saver.save(sess, str(tmp_path / "ckpt"))
+    runs(sess, 4, 9)
+    uninterrupted = sess.run(state)
+    sess.close()
+    with tf.Session(graph=graph) as sess:
+        saver.restore(sess, path)
+        sess.run(ctrl.reset_op)
+        runs(sess, 3 * int(sess.run(ctrl.train_step)), 9)
+        resumed = sess.run(state)
+    assert [v.op.name for v in state if "loo/" in v.op.name]  # the test reaches the loo sums
+    for v, a, b in zip(state, uninterrupted, resumed):
+        np.testing.assert_array_equal(a, b, err_msg=v.op.name)
+
+
+class _FakePhaseSession(object):
+    """Session stand-in for a controller phase: cell_seed 7, train_step 0, and the feed_dict of
+    every other run kept."""
+
+    def __init__(self):
+        self.feeds = []
+
+    def run(self, fetches, feed_dict=None):
+        if fetches == "cell_seed":
+            return 7
+        if fetches == "train_step":
+            return 0
+        self.feeds.append(feed_dict)
+        return [0.5, 30.0, 0.0035, 1.0, 0.5, 0.4, 0.5, None] if isinstance(fetches, list) else None
+
+
+@pytest.mark.parametrize("common", [False, True])
+def test_common_reward_batch_scores_the_samples_of_an_update_on_the_same_images(common):
+    """--controller_common_reward_batch: a controller phase (2 updates of 3 samples) scores the
+    samples of one update on the same reward batch, the next update on another; a cluster's
+    worker 1 draws the same batch for the same update. Every sample keys its own cell. Without
+    the flag every sample has its own batch."""
+    import workers
+    from controller_phase import ControllerPhase
+    valid = np.arange(20 * 4 * 4, dtype=np.uint8).reshape(20, 4, 4, 1)
+    data = {"images": {"valid": valid}, "labels": {"valid": np.arange(20, dtype=np.int32)},
+            "mean": np.zeros(1, np.float32), "std": np.ones(1, np.float32)}
+    g = types.SimpleNamespace(
+        controller=types.SimpleNamespace(loss="loss", sample_entropy="entropy", lr="lr", grad_norm="norm",
+                                         baseline="bl", reward="reward", train_op="train_op",
+                                         train_step="train_step"),
+        sampled_valid_acc="acc", eval_images="images", eval_labels="labels", sample_key="key",
+        reward_batches=reward_lib.RewardBatches(data, 4, "cell_seed"))
+    flags = types.SimpleNamespace(controller_num_aggregate=3, controller_train_steps=2, controller_train_every=1,
+                                  uniform_warmup_epochs=0, controller_common_reward_batch=common,
+                                  log_every=100, output_dir="out")
+    sess = _FakePhaseSession()
+    ControllerPhase(sess, g, flags, None, lambda: 0.0).train(epoch=1)
+    sync = types.SimpleNamespace(cluster=types.SimpleNamespace(task_index=1))
+    workers.controller_sampler(sess, g, flags, sync)(1)  # worker 1's first sample of update 1
+    batches = [feed["images"].tobytes() for feed in sess.feeds]
+    assert len({tuple(feed["key"]) for feed in sess.feeds}) == 7  # a cell per sample
+    if common:
+        assert len(set(batches[:3])) == len(set(batches[3:6])) == 1 and batches[0] != batches[3]
+        assert batches[6] == batches[3]
+    else:
+        assert len(set(batches)) == 7

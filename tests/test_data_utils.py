@@ -7,6 +7,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import data_utils
+import reward
 from helpers import make_png_dataset
 from errors import UserError
 
@@ -356,7 +357,7 @@ def test_reward_batch_is_a_function_of_the_key(data):
     """Batches of min(batch, N_valid) distinct valid images: the same key gives the same batch,
     another key (either of its two numbers) or another seed another batch."""
     def batch(batch_size, key, seed=0):
-        return data_utils.reward_batch(data, batch_size, seed, np.array(key, np.int64))
+        return reward.reward_batch(data, batch_size, seed, np.array(key, np.int64))
     n_valid = len(data["labels"]["valid"])
     whole = batch(100, [1, 0])
     assert len(whole[1]) == n_valid  # capped at the valid set

@@ -466,12 +466,17 @@ def test_controller_train_every_and_eval_every_epochs(runner, search_data, tmp_p
 def test_uniform_warmup_and_reward_batch_size(runner, search_data, tmp_path):
     """--uniform_warmup_epochs 1 of 2: the controller's one phase is at the end of epoch 2 (the
     warm-up never trains it). --controller_reward_batch_size 4 of the 8 valid images: each
-    sampled cell's reward counts 4 images (arcs.tsv's n_images, accuracies in quarters)."""
+    sampled cell's reward counts 4 images (arcs.tsv's n_images, accuracies in quarters). The
+    reward options run too: --controller_baseline loo with --controller_common_reward_batch, 2
+    samples per update, whose sums the checkpoint holds, emptied by the last update."""
     run, out = _seed1_search(runner, search_data, tmp_path, [
-        "--num_epochs", "2", "--uniform_warmup_epochs", "1", "--controller_reward_batch_size", "4"])
+        "--num_epochs", "2", "--uniform_warmup_epochs", "1", "--controller_reward_batch_size", "4",
+        "--controller_baseline", "loo", "--controller_common_reward_batch", "--controller_num_aggregate", "2"])
     assert re.findall(r"^Epoch (\d+): Training controller", run.stdout, re.M) == ["2"]
     assert int(ckpt_value(out, "controller/train_step")) == int(
         SEARCH_TINY[SEARCH_TINY.index("--controller_train_steps") + 1])
+    assert len(re.findall(r"^ctrl_step = ", run.stdout, re.M)) == 2 * 2
+    assert float(ckpt_value(out, "controller/loo/reward_sum")) == 0.0
     samples = [r for r in read_arcs(os.path.join(out, "arcs.tsv")) if r[1] == "sample"]
     assert samples and {r[4] for r in samples} == {"4"}
     assert all(float(r[3]) * 4 == round(float(r[3]) * 4) for r in samples)
