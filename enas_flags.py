@@ -163,6 +163,11 @@ def _define_controller_flags():
                    "(random search with weight sharing, Li & Talwalkar 2019); all else the same.")
     DEFINE_integer("controller_num_final_arcs", 10,
                    "At the end, sample this many architectures and score each on the whole valid set.")
+    DEFINE_integer("final_train_top_k", 0,
+                   "Then train this many of them, the best by that score, alone (the retraining's code "
+                   "at the search's child size) and answer the best by valid accuracy; 0 = answer the "
+                   "best by shared-weight score.")
+    DEFINE_integer("final_train_epochs", 1, "Epochs of each such short training (--final_train_top_k).")
 
 
 def _define_cluster_flags():
@@ -232,6 +237,10 @@ def check_flags(flags, mode):
         if not 0 <= flags.uniform_warmup_epochs < flags.num_epochs:
             raise UserError("--uniform_warmup_epochs must be >= 0 and below --num_epochs ({}), got {}"
                             .format(flags.num_epochs, flags.uniform_warmup_epochs))
+        if not 0 <= flags.final_train_top_k <= flags.controller_num_final_arcs:
+            raise UserError("--final_train_top_k must be in 0..--controller_num_final_arcs ({}), got {}"
+                            .format(flags.controller_num_final_arcs, flags.final_train_top_k))
+        _positive(flags, ["final_train_epochs"])
         if flags.child_fixed_arc:
             raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
     elif not flags.child_fixed_arc:
