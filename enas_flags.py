@@ -164,10 +164,11 @@ def _define_controller_flags():
     DEFINE_integer("controller_num_final_arcs", 10,
                    "At the end, sample this many architectures and score each on the whole valid set.")
     DEFINE_integer("final_train_top_k", 0,
-                   "Then train this many of them, the best by that score, alone (the retraining's code "
-                   "at the search's child size) and answer the best by valid accuracy; 0 = answer the "
-                   "best by shared-weight score.")
-    DEFINE_integer("final_train_epochs", 1, "Epochs of each such short training (--final_train_top_k).")
+                   "Then train this many of the --controller_num_final_arcs, the best by shared-weight "
+                   "score, alone (the retraining's code at the search's child size) and answer the "
+                   "best by valid accuracy; 0 = answer the best by shared-weight score.")
+    DEFINE_integer("final_train_epochs", 1,
+                   "Epochs each of the --final_train_top_k candidates trains alone (one cosine LR cycle).")
 
 
 def _define_cluster_flags():
