@@ -50,10 +50,10 @@ def pick(data, flags, records, shared_best):
     """The search's answer after score_final_arcs (shared_best: its (arc, valid_acc)): that one
     with --final_train_top_k 0, else the best of the top candidates trained alone, whose valid
     accuracies go to arcs.tsv (source SOURCE). records: the loop's evaluation.Records."""
-    candidates = top_candidates(_final_scores(records.arcs_path), flags.final_train_top_k)
-    if not candidates:
+    if not flags.final_train_top_k:
         print("Chosen by the shared-weight score (--final_train_top_k 0)")
         return shared_best
+    candidates = top_candidates(_final_scores(records.arcs_path), flags.final_train_top_k)
     accs = train_candidates(data, flags, [arc for arc, _ in candidates])
     n_valid = len(data["labels"]["valid"])
     records.add_arcs([(flags.num_epochs, SOURCE, arc, acc, n_valid)

@@ -1,30 +1,39 @@
 """The search's final stage (final_stage.py, --final_train_top_k K, --final_train_epochs E): which
-cell it chooses from hand-made scores, a tiny search that trains its top candidates alone, and a
-stage stopped twice and resumed. Runs are forked by test_reliability's ForkRunner."""
+cell it chooses from hand-made scores, its flags' checks, a tiny search that trains its top
+candidates alone, and a stage killed and resumed. Runs are forked by test_reliability's
+ForkRunner."""
 import json
 import os
 import re
 import signal
+import types
 
 import pytest
 
 import final_stage
+import records
 from helpers import assert_one_line_error, data_flags
 from test_reliability import (SEARCH_BATCHES, SEARCH_TINY, latest_step, read_arcs,  # noqa: F401
                               runner, search_data)  # fixtures
 
-def chosen(final_scores, k, short_acc):
-    """The stage's answer from shared scores [(arc, score)] and short-training accuracies
-    {arc: valid_acc}: (arc, its shared-score rank), or the best shared score when k = 0."""
-    candidates = final_stage.top_candidates(final_scores, k)
-    if not candidates:
-        return final_stage.top_candidates(final_scores, 1)[0][0], 1
-    best = final_stage.choose([short_acc[arc] for arc, _ in candidates])
-    return candidates[best][0], best + 1
-
-
 # sampled in this order; "b" twice (one arc, one candidate), "b" and "d" tie on shared score
 SHARED = [("a", 0.50), ("b", 0.90), ("c", 0.70), ("b", 0.90), ("d", 0.90), ("e", 0.10)]
+SHORT = {"a": 0.99, "b": 0.60, "c": 0.80, "d": 0.80, "e": 0.95}
+
+
+def stage_answer(tmp_path, monkeypatch, k, short_acc=SHORT):
+    """final_stage.pick's answer after a search whose arcs.tsv holds SHARED as "final" rows, if
+    each candidate's short training gave short_acc[arc]: ((arc, valid_acc), the rows it adds)."""
+    os.makedirs(str(tmp_path), exist_ok=True)
+    path = str(tmp_path / "arcs.tsv")
+    records.append_rows(path, [(3, "final", arc, acc, 8) for arc, acc in SHARED])
+    added = []
+    monkeypatch.setattr(final_stage, "train_candidates",
+                        lambda data, flags, arcs: [short_acc[arc] for arc in arcs])
+    return final_stage.pick({"labels": {"valid": [0] * 8}},
+                            types.SimpleNamespace(final_train_top_k=k, final_train_epochs=1, num_epochs=3),
+                            types.SimpleNamespace(arcs_path=path, add_arcs=added.extend),
+                            ("b", 0.9)), added
 
 
 def test_top_candidates_are_distinct_best_first_ties_in_sampling_order():
@@ -33,14 +42,24 @@ def test_top_candidates_are_distinct_best_first_ties_in_sampling_order():
     assert final_stage.top_candidates(SHARED, 0) == []
 
 
-def test_choice_by_short_training_ties_to_the_better_shared_rank():
-    short = {"a": 0.99, "b": 0.60, "c": 0.80, "d": 0.80, "e": 0.95}
-    assert chosen(SHARED, 3, short) == ("d", 2)     # c ties d: d ranks higher by shared score
-    assert chosen(SHARED, 2, short) == ("d", 2)
-    assert chosen(SHARED, 1, short) == ("b", 1)     # one candidate: trained, and the answer
-    assert chosen(SHARED, 100, short) == ("a", 4)   # K above the distinct arcs: all of them
-    assert chosen(SHARED, 0, short) == ("b", 1)     # K = 0: the best shared score, as before
-    assert chosen(SHARED, 3, dict(short, b=0.8)) == ("b", 1)
+def test_choice_by_short_training_ties_to_the_better_shared_rank(tmp_path, monkeypatch, capsys):
+    answer, added = stage_answer(tmp_path, monkeypatch, 3)
+    assert answer == ("d", 0.8)  # c ties d: d has the better shared score
+    assert added == [(3, "short_train", "b", 0.6, 8), (3, "short_train", "d", 0.8, 8),
+                     (3, "short_train", "c", 0.8, 8)]
+    assert "Chosen by short training: d  valid_acc = 0.8000 after 1 epochs alone (its shared-score " \
+           "rank 2 of 3, shared valid_acc 0.9000)" in capsys.readouterr().out
+    assert stage_answer(tmp_path / "b", monkeypatch, 3, dict(SHORT, b=0.8))[0] == ("b", 0.8)
+    assert stage_answer(tmp_path / "one", monkeypatch, 1)[0] == ("b", 0.6)  # trained, and the answer
+
+
+def test_choice_with_k_above_the_candidates_or_zero(tmp_path, monkeypatch, capsys):
+    answer, added = stage_answer(tmp_path, monkeypatch, 100)
+    assert answer == ("a", 0.99) and [row[2] for row in added] == ["b", "d", "c", "a", "e"]
+    assert "rank 4 of 5" in capsys.readouterr().out
+    answer, added = stage_answer(tmp_path / "zero", monkeypatch, 0, {})  # K = 0: nothing trained
+    assert answer == ("b", 0.9) and added == []
+    assert capsys.readouterr().out == "Chosen by the shared-weight score (--final_train_top_k 0)\n"
 
 
 @pytest.mark.parametrize("flags, name", [
