@@ -32,7 +32,7 @@ ARCS_HEADER = "epoch\tsource\tarc\tvalid_acc\tn_images\n"
 LOCK_FILE = ".lock"  # flock of the run writing to output_dir (lock_output_dir)
 _LOCKS = {}  # realpath of a lock file -> the open file holding this process's lock
 OWN_NAMES = (LOCK_FILE, "checkpoint", "stdout", "arcs.tsv", "best_arc.txt", RUN_FLAGS_FILE, "labels.txt",
-             "saved_model", "progress.tsv", "search_progress.png", "train_progress.png")
+             "saved_model", "progress.tsv", "search_progress.png", "train_progress.png", "final_stage")
 OWN_PREFIXES = ("model.ckpt-", "events.out.tfevents", "best_arc_", ".tmp_")
 
 

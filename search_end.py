@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+import final_stage
 import records as records_lib
 import reward as reward_lib
 import scoring
@@ -23,15 +24,18 @@ import visualize
 
 
 def pick_best_arc(sess, g, data, flags, records):
-    """Scores controller_num_final_arcs samples on the whole valid set (score_final_arcs) unless
-    best_arc.txt exists; writes best_arc.txt, draws the cell, prints how to retrain it.
+    """Scores controller_num_final_arcs samples on the whole valid set (score_final_arcs) and
+    with --final_train_top_k trains the best alone (final_stage.pick) unless best_arc.txt exists;
+    writes best_arc.txt, draws the cell, prints how to retrain it.
     g: the search's graph.Graph in sess; records: the loop's evaluation.Records."""
     best_path = os.path.join(flags.output_dir, "best_arc.txt")
     if os.path.exists(best_path):
         best_arc, best_acc = open(best_path).read().strip(), None
     else:
-        records_lib.keep_rows_up_to(records.arcs_path, flags.num_epochs, drop_sources=("final", "uniform"))
-        best_arc, best_acc = score_final_arcs(sess, g, data, flags, records)
+        records_lib.keep_rows_up_to(records.arcs_path, flags.num_epochs,
+                                    drop_sources=("final", "uniform", final_stage.SOURCE))
+        shared_best = score_final_arcs(sess, g, data, flags, records)
+        best_arc, best_acc = final_stage.pick(data, flags, records, shared_best)
         records_lib.write_atomic(best_path, best_arc + "\n")
     acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)
     print("Best architecture: {}{}".format(best_arc, acc))
