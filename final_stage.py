@@ -120,7 +120,7 @@ def candidate_flags(flags, arc, folder):
         flags.flag_values_dict(), child_fixed_arc=arc, output_dir=folder, reset_output_dir=False,
         num_epochs=epochs, child_lr_T_0=epochs, eval_every_epochs=epochs, n_aug_img=1,
         seed=0 if flags.seed is None else flags.seed,
-        mixed_precision="none", train_with_valid=False, export_only=False))
+        mixed_precision="none", child_recompute="none", train_with_valid=False, export_only=False))
 
 
 def train_alone(data, flags, arc, folder):

@@ -12,6 +12,7 @@ Prints, for every --variants value PRECISION[/RECOMPUTE] (main_child_trainer.py'
   in one process, so a change of machine speed hits them alike);
   peak RSS of the real CLI (a 1-epoch retraining of --memory_steps steps, in its own process,
   run first);
+  with --memory_profile, the tensors alive at one traced step's peak, by the op group making them;
   with --profile, one traced step per variant by op type (share of the op time, summed over threads), and the
   step's GFLOP/s against this machine's measured float32 matmul peak.
 The data is generated (bench/throughput.py's learnable bars), train set --num_images images.
@@ -82,6 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="trace one step per variant by op type")
+    p.add_argument("--memory_profile", action="store_true",
+                   help="trace one step per variant: the tensors alive at its peak, by producing op")
     p.add_argument("--skip_memory", action="store_true")
     p.add_argument("--skip_speed", action="store_true", help="only the memory runs")
     p.add_argument("--memory_steps", type=int, default=20, help="steps of the memory run's epoch")
@@ -155,6 +158,57 @@ def profile_step(g, sess):
     return by_group, by_type
 
 
+def _buffers(meta, graph):
+    """{buffer id: (first op's start, last reader's end, bytes, producing op type, op name)} of
+    one traced step (meta: its RunMetadata), in microseconds. A buffer lives from its producer's
+    start to the end of the last traced op that reads its tensor (graph: the step's tf.Graph);
+    tensors that forward a buffer (Identity) share its allocation id."""
+    ends, outputs = {}, []
+    for dev in meta.step_stats.dev_stats:
+        for node in dev.node_stats:
+            start, end = node.all_start_micros, node.all_start_micros + node.all_end_rel_micros
+            ends[node.node_name] = max(end, ends.get(node.node_name, 0))
+            label = node.timeline_label
+            op_type = label.split("=", 1)[1].split("(")[0].strip() if "=" in label else node.node_name
+            for slot, out in enumerate(node.output):
+                alloc = out.tensor_description.allocation_description
+                if alloc.allocated_bytes > 0:
+                    outputs.append((alloc.allocation_id or id(out), node.node_name, slot, start,
+                                    alloc.allocated_bytes, op_type.replace("_MklNative", "").replace("_Mkl", "")))
+    buffers = {}
+    for key, name, slot, start, size, op_type in outputs:
+        try:
+            readers = [c.name for c in graph.get_operation_by_name(name).outputs[slot].consumers()]
+        except (KeyError, ValueError, IndexError):
+            readers = []
+        end = max([ends[r] for r in readers if r in ends] + [ends[name]])
+        first = buffers.get(key, (start, end, size, op_type, name))
+        buffers[key] = (min(first[0], start), max(first[1], end), max(first[2], size), first[3], first[4])
+    return buffers
+
+
+def live_at_peak(g, sess):
+    """One traced training step: (peak MB of the buffers alive at once, {what: MB alive at that
+    moment}), what = the producing op group (OP_GROUPS), "backward" for ops under gradients/."""
+    meta = tf.RunMetadata()
+    sess.run(tp.train_fetches(g), options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+             run_metadata=meta)
+    buffers = _buffers(meta, sess.graph)
+    events = sorted([(start, size) for start, _, size, _, _ in buffers.values()] +
+                    [(end, -size) for _, end, size, _, _ in buffers.values()], key=lambda e: (e[0], e[1]))
+    alive, peak, peak_time = 0, 0, 0
+    for time, change in events:
+        alive += change
+        if alive > peak:
+            peak, peak_time = alive, time
+    by_group = collections.Counter()
+    for start, end, size, op_type, name in buffers.values():
+        if start <= peak_time < end:
+            where = "backward: " if "gradients" in name else "forward: "
+            by_group[where + _group(op_type)] += size / 2 ** 20
+    return peak / 2 ** 20, by_group
+
+
 def forward_flops(g, batch_size):
     """Multiply-adds x 2 of the convolutions and matmuls the training loss depends on, per step."""
     seen, todo, flops = set(), [g.train.loss.op], 0
@@ -207,6 +261,14 @@ def peak_rss_mb(args, dirs, variant, tmp):
     return usage.ru_maxrss / 1024.0
 
 
+def print_memory_profile(name, peak_mb, by_group):
+    print("\nmemory profile, {}: {:.0f} MB of tensors alive at the step's peak (approximate: a "
+          "buffer lives from its op's start to its last reader's end)".format(name, peak_mb))
+    print("| produced by | MB | share |\n|---|---|---|")
+    for group, mb in by_group.most_common(8):
+        print("| {} | {:.0f} | {:.1f} % |".format(group, mb, 100.0 * mb / peak_mb))
+
+
 def print_profile(name, by_group, by_type, flops, step_s, peak):
     total = sum(by_group.values())
     print("\nprofile, {}: {:.2f} s of op time in one step (summed over threads)".format(name, total))
@@ -248,6 +310,9 @@ def main(argv=None):
         for v in args.variants:
             print("{}: {:.3f} s per step, {:.1f} images/s, {:.2f}x the first variant's time".format(
                 v, medians[v], args.batch_size / medians[v], medians[v] / medians[args.variants[0]]))
+        if args.memory_profile:
+            for v, (g, sess) in sessions.items():
+                print_memory_profile(v, *live_at_peak(g, sess))
         if args.profile:
             peak = matmul_peak_gflops()
             for p, (g, sess) in sessions.items():
