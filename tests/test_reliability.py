@@ -534,8 +534,12 @@ def test_random_search_never_trains_the_controller(runner, search_data, tmp_path
 def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypatch, capsys):
     """bench/search_quality.py on a tiny set, its runs forked from the runner: both searches and
     every retraining run, and the table lists the searched cells (valid arcs) with accuracies
-    and their margins over the random cells."""
+    and their margins over the random cells; the published cells (B = 5) are skipped with a note
+    at --num_cells 1. A rerun reuses every run; a second ENAS variant costs its own search (and
+    the retraining of its pick if new), and a reference cell is retrained alike (one of the random
+    cells: the same accuracies, no run); the summary compares the variants."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import quality_summary
     import search_quality
     import search_space
 
@@ -554,25 +558,35 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
         "--retrain_args", small + " --n_aug_img 1", "--work_dir", str(work)]
     search_quality.main(argv)
     stdout = capsys.readouterr().out
-    rows = re.findall(r"^(enas|rs-ws|random_\d)\s+.*?\s([01]\.\d{4})\s+([01]\.\d{4})\s+([\d ]+)$",
-                      stdout, re.M)
-    assert [row[0] for row in rows] == ["enas", "rs-ws", "random_0", "random_1"], stdout
+    margin = r"[+-](?:\d+\.\d\d|nan)"  # nan: the random cells alike (sd 0)
+    row = r"^({})\s+([01]\.\d{{4}})\s+([01]\.\d{{4}})\s+" + margin + r"\s+" + margin + r"\s+([\d ]+)$"
+    rows = re.findall(row.format(r"random_\d|rs-ws|enas:\w+|ref:\w+"), stdout, re.M)
+    assert [r[0] for r in rows] == ["random_0", "random_1", "rs-ws", "enas:default"], stdout
     for name, valid, test, arc in rows:
         search_space.parse_arc(arc, 1)
-    for name in ("enas", "rs-ws"):
-        search_dir, = work.glob("search_{}_seed0_*".format({"enas": "enas", "rs-ws": "random"}[name]))
+    for name, kind in (("enas:default", "enas"), ("rs-ws", "random")):
+        search_dir, = work.glob("search_{}_seed0_*".format(kind))
         with open(search_dir / "best_arc.txt") as f:
-            assert f.read().strip() == [row[3] for row in rows if row[0] == name][0].strip()
-    assert len(re.findall(r"^  (enas|rs-ws) \(.*\): [+-]\d\.\d{4}", stdout, re.M)) == 4
+            assert f.read().strip() == [r[3] for r in rows if r[0] == name][0].strip()
+    assert "note: reference authors not retrained: its B is 5, --num_cells 1" in stdout
     monkeypatch.setattr(search_quality, "run", None)  # a rerun reuses every search and retraining
     search_quality.main(argv)
     assert capsys.readouterr().out == stdout
     scripts = []  # a controller variant: its own ENAS search, the same random search
     monkeypatch.setattr(search_quality, "run",
                         lambda script, *a: scripts.append(script) or run(script, *a))
-    search_quality.main(argv + ["--enas_args", "--controller_lr 0.01"])
+    search_quality.main(argv + ["--enas_variants", "default=;lr=--controller_lr 0.01",
+                                "--reference_arcs", "again=" + rows[0][3]])
     assert scripts.count(SCRIPTS["search"]) == 1 and len(list(work.glob("search_enas_seed0_*/"))) == 2
-    assert re.search(r"^rs-ws .*$", capsys.readouterr().out, re.M).group(0) in stdout
+    again = re.findall(row.format("rs-ws|enas:lr|ref:again"), capsys.readouterr().out, re.M)
+    assert [r[0] for r in again] == ["rs-ws", "enas:lr", "ref:again"]
+    assert again[0] == rows[2] and again[2][1:] == rows[0][1:]
+    new_arcs = {again[1][3]} - {r[3] for r in rows}  # the reference: random_0's cell, no retraining
+    assert scripts.count(SCRIPTS["final"]) == len(new_arcs)
+    assert len(list(work.glob("quality_seed0_*.json"))) == 1  # the rerun's table replaces the first
+    quality_summary.main([str(work)])
+    assert re.search(r"^enas:lr\s+enas:default\s+[+-]\d\.\d{4}\s+nan\s+.*\s[01]/1$",
+                     capsys.readouterr().out, re.M)
 
 
 def test_export_only_exports_the_checkpoint_and_trains_nothing(runner, final_run, final_data,
