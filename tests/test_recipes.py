@@ -96,7 +96,7 @@ def test_authors_recipe_learns(tmp_path):
         child_grad_bound=5.0, child_clip_mode="global", child_lr_max=0.05, child_lr_min=0.0005,
         child_lr_T_0=10, child_lr_T_mul=2, num_epochs=20, data_format="NHWC", batch_size=16,
         seed=0, child_cutout_size=4, child_random_crop_pad=2, child_random_flip=True,
-        num_threads=0, mixed_precision="none")
+        num_threads=0, mixed_precision="none", child_recompute="none")
     arc = search_space.parse_arc("0 0 1 2 1 4 2 3 1 0 0 3 2 4 1 2", 2)
 
     def test_accuracy(sess, g):

@@ -140,7 +140,7 @@ def _flags(**over):
              child_grad_bound=5.0, child_clip_mode="global", child_lr_max=0.05, child_lr_min=0.0005, child_lr_T_0=10,
              child_lr_T_mul=2, num_epochs=1, data_format="NHWC", batch_size=16, seed=0,
              child_cutout_size=None, child_random_crop_pad=0, child_random_flip=False, num_threads=2,
-             mixed_precision="none")
+             mixed_precision="none", child_recompute="none")
     f.update(over)
     return types.SimpleNamespace(**f)
 
