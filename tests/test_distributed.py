@@ -12,6 +12,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 
 import cluster as cluster_lib
@@ -126,7 +127,8 @@ def test_two_workers_share_the_updates_and_learn(cluster_data, tmp_path):
     steps = ch_steps(stdout)
     assert steps == sorted(set(steps)) and steps[-1] == total, steps
     losses = [float(x) for x in re.findall(r"ch_step = \d+\s+loss = (\S+)", stdout)]
-    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4, losses
+    # medians: one step's new cell can spike the loss (0.26 -> 0.68 in one run)
+    assert np.median(losses[-4:]) < 0.7 * np.median(losses[:4]), losses
     assert "valid_accuracy" in stdout and os.path.isdir(os.path.join(out, "saved_model"))
     # only the chief wrote to output_dir; every process the launcher started has ended
     assert not [f for f in os.listdir(out) if "worker" in f or "ps" in f]
@@ -236,7 +238,8 @@ def test_search_on_two_workers_trains_one_cell_per_step_and_resumes(cluster_data
     assert tf.train.load_variable(out, "controller/train_step") == epochs * 2
     assert len(re.findall(r"^Controller phase: \d+ updates", logs[0] + logs[2], re.M)) >= epochs
     losses = [float(x) for x in re.findall(r"ch_step = \d+\s+loss = (\S+)", logs[0] + logs[2])]
-    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4, losses
+    # medians: one step's new cell can spike the loss (0.26 -> 0.68 in one run)
+    assert np.median(losses[-4:]) < 0.7 * np.median(losses[:4]), losses
     # only the chief wrote; best_arc.txt holds the arc it printed
     assert not [f for f in os.listdir(out) if "worker" in f or "ps" in f]
     assert "Best architecture: " in stdout
