@@ -4,8 +4,8 @@ from the same weights, on the same batch and cell, gives the same gradients, bit
 Gradients summed in the order parallel ops finish change in their last bits from run to run.
 These check the two sums that did: a search child node's gradients from the slots that read it
 (ops.ordered_read) and the controller's attention keys' gradients (its one gather per node).
-test_reliability.py checks whole seeded searches. Without the fix each test failed 5 times in 5
-(controller: 8 in 8) on the 2-core test machine.
+test_reliability.py checks whole seeded searches. Without the fix each failed 8 runs in 8 on the
+2-core test machine.
 """
 import types
 
