@@ -354,8 +354,9 @@ class MicroChild(object):
         The nodes live in a TensorArray: a node reads its sampled input with one dynamic read,
         and the gradient flows back only to the nodes that were read (a tf.switch_case or
         tf.gather over the candidate inputs would make a dense zero gradient for every candidate
-        not picked). Build it inside recompute.recomputed or recompute.released, which close
-        the TensorArray (recompute.own).
+        not picked); ops.ordered_read adds a node's gradients from its readers in a fixed
+        order, so that a seeded search repeats. Build it inside recompute.recomputed or
+        recompute.released, which close the TensorArray (recompute.own).
         """
         layers = self._calibrate(prev_layers, out_filters, True)
         input_ids = arc[0::2]  # each slot's sampled input, in slot order
@@ -367,8 +368,10 @@ class MicroChild(object):
         for cell_id in range(self.num_cells):
             x_id, x_op, y_id, y_op = entries[4 * cell_id: 4 * cell_id + 4]
             with tf.variable_scope("cell_{}".format(cell_id)):
-                x = self._enas_node_input(nodes.read(x_id), x_op, slot_rows[2 * cell_id])
-                y = self._enas_node_input(nodes.read(y_id), y_op, slot_rows[2 * cell_id + 1])
+                x = self._enas_node_input(ops.ordered_read(nodes, x_id), x_op,
+                                          slot_rows[2 * cell_id])
+                y = self._enas_node_input(ops.ordered_read(nodes, y_id), y_op,
+                                          slot_rows[2 * cell_id + 1])
             nodes = nodes.write(cell_id + 2, x + y)
         used = tf.reduce_sum(tf.one_hot(input_ids, self.num_cells + 2, dtype=tf.int32), 0)
         return self._enas_combine(recompute.own(nodes), used, out_filters)

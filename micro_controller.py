@@ -60,6 +60,7 @@ The advantage, by `baseline`:
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import ops
 import search_space
 
 
@@ -199,14 +200,12 @@ class MicroController(object):
             logits = tanh_scale * tf.tanh(logits)
         return logits
 
-    def _index_logits(self, layer_id, h, anchors_w_1):
+    def _index_logits(self, layer_id, h, keys):
         """Attention logits [1, layer_id] over the nodes before layer_id.
 
-        h: [1, size]; anchors_w_1: TensorArray of [1, size] (h_j . w_attn_1).
+        h: [1, size]; keys: [layer_id, size], h_j . w_attn_1 of those nodes.
         """
-        query = anchors_w_1.gather(tf.range(layer_id))
-        query = tf.reshape(query, [layer_id, self.lstm_size])
-        query = tf.tanh(query + tf.matmul(h, self.w_attn_2))
+        query = tf.tanh(keys + tf.matmul(h, self.w_attn_2))
         logits = tf.reshape(tf.matmul(query, self.v_attn), [1, layer_id])
         return self._scale_logits(logits, self.tanh_constant)
 
@@ -249,10 +248,14 @@ class MicroController(object):
         """Samples index_1, index_2, op_1, op_2 of node layer_id (while body);
         seed: None or the cell's int64 [2] base seed (+ [0, position])."""
         start_id = 4 * (layer_id - 2)
+        # one gather for both indices: a gather's gradient is a write into anchors_w_1's
+        # accumulator, and two in one loop iteration were added in the order they ran, so the
+        # controller's gradients changed from run to run (ops.ordered_read)
+        keys = tf.reshape(anchors_w_1.gather(tf.range(layer_id)), [layer_id, self.lstm_size])
         for i in range(4):
             c, h = lstm_step(inputs, c, h, self.w_lstm)
             if i < 2:
-                logits = self._index_logits(layer_id, h[-1], anchors_w_1)
+                logits = self._index_logits(layer_id, h[-1], keys)
             else:
                 logits = self._op_logits(h[-1], use_bias)
             pos = start_id + 2 * (i % 2) + i // 2
@@ -263,7 +266,7 @@ class MicroController(object):
             log_prob += curr_log_prob
             entropy += curr_ent
             if i < 2:
-                inputs = anchors.read(tf.reduce_sum(choice))
+                inputs = ops.ordered_read(anchors, tf.reduce_sum(choice))
             else:
                 inputs = tf.nn.embedding_lookup(self.w_emb, choice)
         c, h = lstm_step(inputs, c, h, self.w_lstm)

@@ -3,7 +3,10 @@
 Every function takes and returns a 4-D tensor in `data_format` ("NHWC" [N, H, W, C] on the CPU,
 "NCHW" [N, C, H, W] for GPUs) and creates its variables with tf.get_variable in the current scope.
 """
+import weakref
+
 import tensorflow.compat.v1 as tf
+from tensorflow.python.ops import tensor_array_grad
 
 import recompute
 import search_space
@@ -251,6 +254,36 @@ def select(index, x, branches):
         outputs.append(fn(x_k, weights))
         x = x_rest
     return tf.raw_ops.Merge(inputs=outputs).output
+
+
+def ordered_read(array, index):
+    """array.read(index) (a TensorArray, an int32 scalar index) whose gradient is written after
+    that of the ordered_read of array built before it, in the same tf.gradients call.
+
+    A read's gradient is a write into array's gradient accumulator, which adds the writes to
+    one element in the order they run: with three or more of them (a node several slots read)
+    that order, so the float sum, was up to the executor's threads, and a seeded search's
+    losses changed from run to run. The chain of control dependencies fixes it; it follows the
+    order the backward pass needs the writes in anyway.
+    """
+    with tf.get_default_graph().gradient_override_map({"TensorArrayReadV3": "OrderedRead"}):
+        return array.read(index)
+
+
+# graph -> {(array handle, gradient call): the name of its last ordered_read gradient's flow}
+_last_read_grads = weakref.WeakKeyDictionary()
+
+
+@tf.RegisterGradient("OrderedRead")
+def _ordered_read_grad(op, grad):
+    """TensorFlow's TensorArrayReadV3 gradient, after the previous one of ordered_read."""
+    key = (op.inputs[0].name, tensor_array_grad._GetGradSource(grad))
+    last = _last_read_grads.setdefault(op.graph, {})
+    after = [op.graph.get_tensor_by_name(last[key])] if key in last else []
+    with tf.control_dependencies(after):
+        grads = tensor_array_grad._TensorArrayReadGrad(op, grad)
+    last[key] = grads[2].name
+    return grads
 
 
 def global_avg_pool(x, data_format):

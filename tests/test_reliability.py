@@ -737,6 +737,24 @@ def test_seed_reproduces_losses_and_architectures(seeded_searches):
     assert arcs[0] == arcs[1]  # accuracies too
 
 
+def test_seed_repeats_every_line_with_nodes_read_three_times(runner, search_data, tmp_path):
+    """Two seeded searches side by side at the default thread count, with B = 3 nodes per cell
+    (the last --child_num_cells wins): a node that three slots read gets its gradient as three
+    writes into one TensorArray accumulator (ops.ordered_read), which B = 1 never has. Every
+    training and controller line, every accuracy and arcs.tsv are the same."""
+    outs = [str(tmp_path / name) for name in ("a", "b")]
+    runs = [runner.start("search", data_flags(search_data) + SEARCH_TINY + [
+        "--child_num_cells", "3", "--seed", "5", "--num_epochs", "2", "--output_dir", out])
+        for out in outs]
+    for run in runs:
+        assert run.wait() == 0, run.stderr[-3000:]
+    lines = [record(run.stdout) for run in runs]
+    assert len(_losses(runs[0])) == 2 * SEARCH_BATCHES and len(set(_losses(runs[0]))) > 1
+    assert lines[0] == lines[1]
+    arcs = [read_arcs(os.path.join(out, "arcs.tsv")) for out in outs]
+    assert len(arcs[0]) == 24 and arcs[0] == arcs[1]
+
+
 class _FakeEvalSession(object):
     """Session stand-in for evaluation.Evaluation: `n` examples in batches of 100, then OutOfRangeError;
     global step 25. Keeps the feed of every eval batch run."""
