@@ -127,8 +127,7 @@ def test_two_workers_share_the_updates_and_learn(cluster_data, tmp_path):
     steps = ch_steps(stdout)
     assert steps == sorted(set(steps)) and steps[-1] == total, steps
     losses = [float(x) for x in re.findall(r"ch_step = \d+\s+loss = (\S+)", stdout)]
-    # medians: one step's new cell can spike the loss (0.26 -> 0.68 in one run)
-    assert np.median(losses[-4:]) < 0.7 * np.median(losses[:4]), losses
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4, losses
     assert "valid_accuracy" in stdout and os.path.isdir(os.path.join(out, "saved_model"))
     # only the chief wrote to output_dir; every process the launcher started has ended
     assert not [f for f in os.listdir(out) if "worker" in f or "ps" in f]
