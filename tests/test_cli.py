@@ -198,15 +198,22 @@ def test_search_end_to_end_then_retrain_best_arc(rgb_dirs, tmp_path):
         os.path.join(out, "best_arc.txt"))
     assert command.group(1) + " --num_epochs 10 --child_num_layers 6 --n_aug_img 1" in r.stdout  # quick
 
-    retrain_out = str(tmp_path / "final")
-    r2 = _run(command.group(1).split()[1], command.group(1).split()[2:] + [
+    _check_printed_command_retrains_on_the_search_data(command.group(1), out, best, rgb_dirs,
+                                                       str(tmp_path / "final"))
+
+
+def _check_printed_command_retrains_on_the_search_data(command, search_out, best, rgb_dirs,
+                                                       retrain_out):
+    """The retraining command a search printed, with only size flags added, trains best on the
+    search's colour folders (its run_flags.json) and exports a model that takes them."""
+    r2 = _run(command.split()[1], command.split()[2:] + [
         "--num_epochs", "1", "--n_aug_img", "1", "--child_num_layers", "0", "--child_out_filters", "4",
         "--batch_size", "16", "--seed", "0", "--output_dir", retrain_out])
     assert r2.returncode == 0, r2.stderr[-3000:]
     train, valid, test = (os.path.abspath(d) for d in rgb_dirs)
     assert ("Data flags from the search in {}: --train_data_dir {} --val_data_dir {} --test_data_dir {} "
             "--noskip_bad_images --channel 3 --img_size 8 --child_num_cells 2 (give a flag to override)"
-            .format(os.path.join(out, "run_flags.json"), train, valid, test)) in r2.stdout
+            .format(os.path.join(search_out, "run_flags.json"), train, valid, test)) in r2.stdout
     assert "train: 48 images, 3 classes, 8x8x3" in r2.stdout
     assert "Training: 1 epochs of 3 child steps (3 steps)" in r2.stdout
     assert re.search(r"^valid_accuracy: [01]\.\d{4}", r2.stdout, re.M)
