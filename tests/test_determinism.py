@@ -52,7 +52,7 @@ def test_search_child_update_repeats_when_slots_share_an_input():
         tf.enable_resource_variables()
         tf.set_random_seed(0)
         child = MicroChild(num_classes=3, num_layers=0, num_cells=3, out_filters=4,
-                           use_aux_heads=False, shared_init="he")
+                           use_aux_heads=False, shared_init="he", seed=0)
         arc = tf.constant(EVERY_SLOT_READS_NODE_1)
         train_op = child.build_train(tf.constant(images), tf.constant(labels), arc, arc)["train_op"]
         with tf.control_dependencies([train_op]):
