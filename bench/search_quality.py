@@ -155,16 +155,39 @@ def search_flags(args, extra):
         args.search_args)
 
 
+FINAL_STAGE_FLAGS = ("--final_train_top_k", "--final_train_epochs")
+
+
 def search_dir(args, work_dir, kind, extra):
     """Runs a search into a folder of work_dir named by kind and the cache key of its flags
     (search_flags, resolved) and data (cache_key.run_key), unless that folder already holds a
-    finished one; returns the folder."""
+    finished one; returns the folder. A search with a final stage (FINAL_STAGE_FLAGS) starts
+    from a copy of the same search without it (run first if need be) and so runs only its end:
+    the stage does not change the search before it."""
     flags = search_flags(args, extra)
     out = os.path.join(work_dir, "search_{}_seed{}_{}".format(
         kind, args.seed, cache_key.run_key("search", flags)[:12]))
     if not os.path.exists(os.path.join(out, "best_arc.txt")):
+        without_stage = without_flags(extra, FINAL_STAGE_FLAGS)
+        if without_stage != extra and not os.path.exists(out):
+            shutil.copytree(search_dir(args, work_dir, kind, without_stage), out,
+                            ignore=shutil.ignore_patterns("best_arc*"))
         run("main_controller_child_trainer.py", flags + ["--output_dir", out], out + ".log")
     return out
+
+
+def without_flags(extra, names):
+    """extra (a list of command-line words) without the flags named and their values (given as
+    '--flag value' or '--flag=value')."""
+    kept, skip = [], False
+    for word in extra:
+        if skip:
+            skip = False
+        elif word in names:
+            skip = True
+        elif word.split("=")[0] not in names:
+            kept.append(word)
+    return kept
 
 
 def search(args, work_dir, kind, extra):

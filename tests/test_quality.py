@@ -32,6 +32,13 @@ def test_variants_are_named_flag_lists_and_bad_ones_are_one_line_errors():
         assert "\n" not in str(e.value) and str(e.value).startswith("--enas_variants")
 
 
+def test_a_final_stage_variant_searches_as_the_variant_without_its_stage():
+    extra = ["--controller_baseline", "loo", "--final_train_top_k", "3", "--final_train_epochs=5"]
+    assert search_quality.without_flags(extra, search_quality.FINAL_STAGE_FLAGS) == [
+        "--controller_baseline", "loo"]
+    assert search_quality.without_flags(extra[:2], search_quality.FINAL_STAGE_FLAGS) == extra[:2]
+
+
 def test_references_are_checked_arcs_of_their_own_b(tmp_path):
     args = search_quality.parse_args(["--data_dir", "d"])
     assert args.reference_arcs == [("authors", search_quality.AUTHORS_ARC),

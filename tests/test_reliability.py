@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -587,6 +588,15 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     quality_summary.main([str(work)])
     assert re.search(r"^enas:lr\s+enas:default\s+[+-]\d\.\d{4}\s+nan\s+.*\s[01]/1$",
                      capsys.readouterr().out, re.M)
+    outputs = []  # a final-stage variant: a copy of the default's search runs its end only
+    monkeypatch.setattr(search_quality, "run", lambda script, *a: outputs.append(run(script, *a)) or outputs[-1])
+    search_quality.main(argv + ["--enas_variants", "default=;short=--final_train_top_k 2 --final_train_epochs 1"])
+    assert "resuming at step" in outputs[0] and "Chosen by short training" in outputs[0]
+    tsv_rows = lambda d: [line.split("\t")[1:4] for line in (d / "arcs.tsv").read_text().splitlines()]
+    default_dir = Path(search_quality.search_dir(search_quality.parse_args(argv), str(work), "enas", []))
+    short_dir, = [d for d in work.glob("search_enas_seed0_*/")
+                  if any(r[0] == "short_train" for r in tsv_rows(d))]
+    assert [r for r in tsv_rows(short_dir) if r[0] != "short_train"] == tsv_rows(default_dir)
 
 
 def test_export_only_exports_the_checkpoint_and_trains_nothing(runner, final_run, final_data,
