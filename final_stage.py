@@ -12,7 +12,7 @@ test evaluated after the last epoch only. Each trains in
 output_dir/final_stage/<E>ep_<arc>/ (a retraining's output_dir): a stopped stage resumes there,
 and a finished candidate is not trained again.
 
-  pick(data, flags, records, shared_best) -> (arc string, valid_acc): the search's answer
+  pick(data, flags, records, shared_best, epoch_s) -> (arc string, valid_acc): the search's answer
   top_candidates(final_scores, k)  -> [(arc, shared score)]: the k best distinct arcs (pure)
   choose(short_accs)               -> index of the best short-trained candidate (pure)
 """
@@ -46,15 +46,16 @@ def choose(short_accs):
     return max(range(len(short_accs)), key=lambda i: (short_accs[i], -i))
 
 
-def pick(data, flags, records, shared_best):
+def pick(data, flags, records, shared_best, epoch_s=None):
     """The search's answer after score_final_arcs (shared_best: its (arc, valid_acc)): that one
     with --final_train_top_k 0, else the best of the top candidates trained alone, whose valid
-    accuracies go to arcs.tsv (source SOURCE). records: the loop's evaluation.Records."""
+    accuracies go to arcs.tsv (source SOURCE). records: the loop's evaluation.Records; epoch_s:
+    seconds per search epoch (None: not timed), for the estimate printed before the stage."""
     if not flags.final_train_top_k:
         print("Chosen by the shared-weight score (--final_train_top_k 0)")
         return shared_best
     candidates = top_candidates(_final_scores(records.arcs_path), flags.final_train_top_k)
-    accs = train_candidates(data, flags, [arc for arc, _ in candidates])
+    accs = train_candidates(data, flags, [arc for arc, _ in candidates], epoch_s)
     n_valid = len(data["labels"]["valid"])
     records.add_arcs([(flags.num_epochs, SOURCE, arc, acc, n_valid)
                       for (arc, _), acc in zip(candidates, accs)])
@@ -74,16 +75,19 @@ def _final_scores(arcs_path):
     return [(row[2], float(row[3])) for row in rows if row[1] == "final"]
 
 
-def train_candidates(data, flags, arcs):
+def train_candidates(data, flags, arcs, epoch_s=None):
     """Trains each arc (best shared score first) alone, or takes its accuracy from an earlier
-    run's folder; after the first one it trains, prints how long the others will take. Returns
-    their valid accuracies after final_train_epochs epochs."""
+    run's folder; prints how long that takes before it starts (from epoch_s, the search's seconds
+    per epoch: an upper bound) and after the first one it trains (how long the others will take).
+    Returns their valid accuracies after final_train_epochs epochs."""
     epochs = flags.final_train_epochs
     folders = [os.path.join(flags.output_dir, FOLDER, "{}ep_{}".format(epochs, arc.replace(" ", "-")))
                for arc in arcs]
     accs = [short_train_acc(folder, epochs) for folder in folders]
     print("Training the {} best final candidates alone, {} epochs each ({} already trained), in {}"
           .format(len(arcs), epochs, len(arcs) - accs.count(None), os.path.join(flags.output_dir, FOLDER)))
+    if accs.count(None):
+        print(before_line(epoch_s, accs.count(None) * epochs))
     timed = False
     for i, (arc, folder) in enumerate(zip(arcs, folders)):
         print("Short training {} of {}: {}{}".format(i + 1, len(arcs), arc,
@@ -96,6 +100,18 @@ def train_candidates(data, flags, arcs):
             timed = True
         print("short_train candidate: {}  valid_acc = {:.4f}".format(arc, accs[i]))
     return accs
+
+
+def before_line(epoch_s, epochs):
+    """The stage's time before it starts: `epochs` epochs of cells trained alone, at most as long
+    as as many search epochs of epoch_s seconds (a search epoch also trains the controller and a
+    cell alone steps faster); epoch_s None: not known yet."""
+    if epoch_s is None:
+        return "Short training: {} epochs in all; their time is printed after the first candidate " \
+               "(no search epoch was timed in this run)".format(epochs)
+    return ("Short training: {} epochs in all, at most about {:.1f} min (this search's {:.2f} min per "
+            "epoch; ends by about {})".format(epochs, epoch_s * epochs / 60.0, epoch_s / 60.0,
+                                               time.strftime("%H:%M", time.localtime(time.time() + epoch_s * epochs))))
 
 
 def estimate_line(seconds, left):

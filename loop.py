@@ -60,6 +60,13 @@ class Progress(object):
                                             or time.time() - self.last_line > PROGRESS_EVERY_S):
             self.print_line(step)
 
+    def seconds_per_epoch(self, step):
+        """Seconds per epoch at this process's pace up to `step` (child steps, eval and a search's
+        controller phases alike), or None before its first step."""
+        if step <= self.first_step:
+            return None
+        return (time.time() - self.start) / (step - self.first_step) * self.steps_per_epoch
+
     def print_line(self, step):
         """Prints progress_line for this step and restarts the clock of the mid-epoch lines."""
         self.last_line = time.time()
@@ -155,7 +162,8 @@ class Loop(object):
         except KeyboardInterrupt:
             self.interrupted()
         if self.search:
-            search_end.pick_best_arc(self.sess, self.g, self.data, self.flags, self.records)
+            search_end.pick_best_arc(self.sess, self.g, self.data, self.flags, self.records,
+                                     self.progress.seconds_per_epoch(step))
         if self.sync:
             print("Steps per worker: {}".format(" ".join(
                 str(n) for n in self.sess.run(self.sync.worker_steps))))

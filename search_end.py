@@ -2,7 +2,7 @@
 it) and what that answer is worth (the final candidates' shared-weight scores against as many
 uniformly drawn cells).
 
-  pick_best_arc(sess, g, data, flags, records)   the whole end (a finished search's rerun only
+  pick_best_arc(sess, g, data, flags, records, epoch_s)   the whole end (a finished search's rerun only
                                                  reprints the answer)
   score_final_arcs(sess, g, data, flags, records) -> (best final arc string, its valid_acc)
   report_final_scores(final_accs, uniform_accs, random_search)   prints final_scores_lines:
@@ -23,11 +23,12 @@ import search_space
 import visualize
 
 
-def pick_best_arc(sess, g, data, flags, records):
+def pick_best_arc(sess, g, data, flags, records, epoch_s=None):
     """Scores controller_num_final_arcs samples on the whole valid set (score_final_arcs) and
     with --final_train_top_k trains the best alone (final_stage.pick) unless best_arc.txt exists;
     writes best_arc.txt, draws the cell, prints how to retrain it.
-    g: the search's graph.Graph in sess; records: the loop's evaluation.Records."""
+    g: the search's graph.Graph in sess; records: the loop's evaluation.Records; epoch_s: seconds
+    per search epoch in this process (None: not timed), for the final stage's estimate."""
     best_path = os.path.join(flags.output_dir, "best_arc.txt")
     if os.path.exists(best_path):
         best_arc, best_acc = open(best_path).read().strip(), None
@@ -35,7 +36,7 @@ def pick_best_arc(sess, g, data, flags, records):
         records_lib.keep_rows_up_to(records.arcs_path, flags.num_epochs,
                                     drop_sources=("final", "uniform", final_stage.SOURCE))
         shared_best = score_final_arcs(sess, g, data, flags, records)
-        best_arc, best_acc = final_stage.pick(data, flags, records, shared_best)
+        best_arc, best_acc = final_stage.pick(data, flags, records, shared_best, epoch_s)
         records_lib.write_atomic(best_path, best_arc + "\n")
     acc = "" if best_acc is None else "  valid_acc = {:.4f}".format(best_acc)
     print("Best architecture: {}{}".format(best_arc, acc))

@@ -29,7 +29,7 @@ def stage_answer(tmp_path, monkeypatch, k, short_acc=SHORT):
     records.append_rows(path, [(3, "final", arc, acc, 8) for arc, acc in SHARED])
     added = []
     monkeypatch.setattr(final_stage, "train_candidates",
-                        lambda data, flags, arcs: [short_acc[arc] for arc in arcs])
+                        lambda data, flags, arcs, epoch_s: [short_acc[arc] for arc in arcs])
     return final_stage.pick({"labels": {"valid": [0] * 8}},
                             types.SimpleNamespace(final_train_top_k=k, final_train_epochs=1, num_epochs=3),
                             types.SimpleNamespace(arcs_path=path, add_arcs=added.extend),
@@ -51,6 +51,14 @@ def test_choice_by_short_training_ties_to_the_better_shared_rank(tmp_path, monke
            "rank 2 of 3, shared valid_acc 0.9000)" in capsys.readouterr().out
     assert stage_answer(tmp_path / "b", monkeypatch, 3, dict(SHORT, b=0.8))[0] == ("b", 0.8)
     assert stage_answer(tmp_path / "one", monkeypatch, 1)[0] == ("b", 0.6)  # trained, and the answer
+
+
+def test_the_time_before_the_stage_is_the_search_epochs_pace_or_said_unknown():
+    assert final_stage.before_line(90.0, 6).startswith(
+        "Short training: 6 epochs in all, at most about 9.0 min (this search's 1.50 min per epoch; ")
+    assert final_stage.before_line(None, 6) == ("Short training: 6 epochs in all; their time is printed "
+                                                "after the first candidate (no search epoch was timed "
+                                                "in this run)")
 
 
 def test_choice_with_k_above_the_candidates_or_zero(tmp_path, monkeypatch, capsys):
@@ -126,6 +134,9 @@ def test_search_trains_its_top_candidates_alone_and_answers_the_best(reference):
                 saved["child_out_filters"]) == ("final", arc, 0, 4)
         assert round(final_stage.short_train_acc(folder, 2), 4) == acc
     best = max(range(2), key=lambda i: (accs[i], -i))
+    before = re.search(r"^Short training: 4 epochs in all, at most about \d+\.\d min \(this search's "
+                       r"\d+\.\d\d min per epoch; ends by about \d\d:\d\d\)$", run.stdout, re.M)
+    assert before and before.start() < run.stdout.index("Short training 1 of 2: "), run.stdout[-3000:]
     with open(os.path.join(out, "best_arc.txt")) as f:
         assert f.read() == shorts[best][2] + "\n"
     assert re.search(r"^Chosen by short training: {}  valid_acc = {} after 2 epochs alone \(its "
@@ -170,6 +181,6 @@ def test_stage_killed_mid_candidate_resumes_to_the_uninterrupted_answer(runner, 
     third = runner.run("search", args)
     assert third.returncode == 0, third.stderr[-3000:]
     assert len(re.findall(r"^Short training [12] of 2: .*, already trained$", third.stdout, re.M)) == 2
-    assert "Training: " not in third.stdout
+    assert "Training: " not in third.stdout and "epochs in all" not in third.stdout
     assert stage_record(third.stdout) == stage_record(ref_run.stdout)
     same_answer(out, ref_out)
