@@ -109,9 +109,10 @@ def before_line(epoch_s, epochs):
     if epoch_s is None:
         return "Short training: {} epochs in all; their time is printed after the first candidate " \
                "(no search epoch was timed in this run)".format(epochs)
+    seconds = epoch_s * epochs
     return ("Short training: {} epochs in all, at most about {:.1f} min (this search's {:.2f} min per "
-            "epoch; ends by about {})".format(epochs, epoch_s * epochs / 60.0, epoch_s / 60.0,
-                                               time.strftime("%H:%M", time.localtime(time.time() + epoch_s * epochs))))
+            "epoch; ends by about {})".format(epochs, seconds / 60.0, epoch_s / 60.0,
+                                               time.strftime("%H:%M", time.localtime(time.time() + seconds))))
 
 
 def estimate_line(seconds, left):

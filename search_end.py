@@ -2,8 +2,8 @@
 it) and what that answer is worth (the final candidates' shared-weight scores against as many
 uniformly drawn cells).
 
-  pick_best_arc(sess, g, data, flags, records, epoch_s)   the whole end (a finished search's rerun only
-                                                 reprints the answer)
+  pick_best_arc(sess, g, data, flags, records, epoch_s)   the whole end (a finished search's
+                                                 rerun only reprints the answer)
   score_final_arcs(sess, g, data, flags, records) -> (best final arc string, its valid_acc)
   report_final_scores(final_accs, uniform_accs, random_search)   prints final_scores_lines:
                                                  what the answer is worth, in words
