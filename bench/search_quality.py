@@ -270,13 +270,16 @@ def searched_cells(args, work_dir):
 
 def seed_result(args, work_dir, key):
     """One seed's result (quality_summary's docstring): --num_random uniform cells (drawn from
-    --seed), the searches' picks and the references, each retrained."""
+    --seed), the searches' picks and the references, each retrained: the picks and references
+    first, so that a run stopped before its end has cached what compares the searches."""
     references = reference_cells(args)
     rng = np.random.default_rng(args.seed)
     cells = [("random_{}".format(i), "random", "", search_space.random_arc_string(args.num_cells, rng))
              for i in range(args.num_random)] + searched_cells(args, work_dir) + references
+    accs = {cell[3]: retrained(args, work_dir, cell[3])
+            for cell in sorted(cells, key=lambda cell: cell[1] == "random")}
     fields = ("name", "source", "defined_by", "arc", "valid", "test")
-    rows = [dict(zip(fields, cell + retrained(args, work_dir, cell[3]))) for cell in cells]
+    rows = [dict(zip(fields, cell + accs[cell[3]])) for cell in cells]
     return dict(seed=args.seed, key=key, args=vars(args), rows=rows)
 
 

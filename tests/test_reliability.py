@@ -570,6 +570,9 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
         with open(search_dir / "best_arc.txt") as f:
             assert f.read().strip() == [r[3] for r in rows if r[0] == name][0].strip()
     assert "note: reference authors not retrained: its B is 5, --num_cells 1" in stdout
+    picks = {r[3].strip() for r in rows if not r[0].startswith("random")}  # retrained first
+    with open(work / "retrained.json") as f:
+        assert {key.split(" | ")[0] for key in list(json.load(f))[:len(picks)]} == picks
     monkeypatch.setattr(search_quality, "run", None)  # a rerun reuses every search and retraining
     search_quality.main(argv)
     assert capsys.readouterr().out == stdout
