@@ -538,7 +538,8 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     and their margins over the random cells; the published cells (B = 5) are skipped with a note
     at --num_cells 1. A rerun reuses every run; a second ENAS variant costs its own search (and
     the retraining of its pick if new), and a reference cell is retrained alike (one of the random
-    cells: the same accuracies, no run); the summary compares the variants."""
+    cells: the same accuracies, no run); the summary compares the variants; a final-stage variant
+    runs only the end of a copy of the default's search (final_stage_variant_is_the_defaults_end)."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import quality_summary
     import search_quality
@@ -591,7 +592,14 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     quality_summary.main([str(work)])
     assert re.search(r"^enas:lr\s+enas:default\s+[+-]\d\.\d{4}\s+nan\s+.*\s[01]/1$",
                      capsys.readouterr().out, re.M)
-    outputs = []  # a final-stage variant: a copy of the default's search runs its end only
+    final_stage_variant_is_the_defaults_end(search_quality, run, argv, work, monkeypatch)
+
+
+def final_stage_variant_is_the_defaults_end(search_quality, run, argv, work, monkeypatch):
+    """search_quality.main(argv) with a final-stage variant, after the default's search in work:
+    its one run resumes a copy of that search at its end, and its arcs.tsv is the default's plus
+    the short_train rows."""
+    outputs = []
     monkeypatch.setattr(search_quality, "run", lambda script, *a: outputs.append(run(script, *a)) or outputs[-1])
     search_quality.main(argv + ["--enas_variants", "default=;short=--final_train_top_k 2 --final_train_epochs 1"])
     assert "resuming at step" in outputs[0] and "Chosen by short training" in outputs[0]
