@@ -533,13 +533,12 @@ def test_random_search_never_trains_the_controller(runner, search_data, tmp_path
 
 
 def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypatch, capsys):
-    """bench/search_quality.py on a tiny set, its runs forked from the runner: both searches and
-    every retraining run, and the table lists the searched cells (valid arcs) with accuracies
-    and their margins over the random cells; the published cells (B = 5) are skipped with a note
-    at --num_cells 1. A rerun reuses every run; a second ENAS variant costs its own search (and
-    the retraining of its pick if new), and a reference cell is retrained alike (one of the random
-    cells: the same accuracies, no run); the summary compares the variants; a final-stage variant
-    runs only the end of a copy of the default's search (final_stage_variant_is_the_defaults_end)."""
+    """bench/search_quality.py on a tiny set, runs forked from the runner: both searches and every
+    retraining run (the picks first); the table lists the searched cells with accuracies and
+    margins; the published cells (B = 5) are skipped with a note at --num_cells 1. A rerun reuses
+    every run; a second ENAS variant costs its own search (and its pick's retraining if new); a
+    reference cell (a random one) is retrained alike; the summary compares the variants; a
+    final-stage variant runs the end of the default's search (final_stage_variant_is_the_defaults_end)."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import quality_summary
     import search_quality
@@ -571,7 +570,7 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
         with open(search_dir / "best_arc.txt") as f:
             assert f.read().strip() == [r[3] for r in rows if r[0] == name][0].strip()
     assert "note: reference authors not retrained: its B is 5, --num_cells 1" in stdout
-    picks = {r[3].strip() for r in rows if not r[0].startswith("random")}  # retrained first
+    picks = {r[3].strip() for r in rows if not r[0].startswith("random")}
     with open(work / "retrained.json") as f:
         assert {key.split(" | ")[0] for key in list(json.load(f))[:len(picks)]} == picks
     monkeypatch.setattr(search_quality, "run", None)  # a rerun reuses every search and retraining
