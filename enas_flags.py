@@ -181,10 +181,11 @@ def _define_controller_flags():
                    "(random search with weight sharing, Li & Talwalkar 2019); all else the same.")
     DEFINE_integer("controller_num_final_arcs", 10,
                    "At the end, sample this many architectures and score each on the whole valid set.")
-    DEFINE_integer("final_train_top_k", 0,
-                   "Then train this many of the --controller_num_final_arcs, the best by shared-weight "
-                   "score, alone (the retraining's code at the search's child size) and answer the "
-                   "best by valid accuracy; 0 = answer the best by shared-weight score.")
+    DEFINE_integer("final_train_top_k", 3,
+                   "Then train at most this many of the --controller_num_final_arcs, the best by "
+                   "shared-weight score, alone (the retraining's code at the search's child size) and "
+                   "answer the best by valid accuracy (on a CIFAR-10 subset it chose better than the "
+                   "shared score); 0 = answer the best by shared-weight score, the original.")
     DEFINE_integer("final_train_epochs", 5,
                    "Epochs each of the --final_train_top_k candidates trains alone (one cosine LR cycle; "
                    "on the shipped digits 1 epoch left cells near chance, 5 reached 0.98).")
@@ -224,7 +225,7 @@ RANGES = (
     ("controller_reward_batch_size", "[1, inf)"), ("controller_num_aggregate", "[1, inf)"),
     ("controller_train_steps", "[1, inf)"), ("controller_train_every", "[1, inf)"),
     ("uniform_warmup_epochs", "[0, num_epochs)"), ("controller_num_final_arcs", "[1, inf)"),
-    ("final_train_top_k", "[0, controller_num_final_arcs]"), ("final_train_epochs", "[1, inf)"),
+    ("final_train_top_k", "[0, inf)"), ("final_train_epochs", "[1, inf)"),
     ("task_index", "[0, inf)"), ("child_num_aggregate", "[1, inf)"), ("sync_timeout_secs", "[1, inf)"),
 )
 # The string flags' allowed values: (flag, choices).

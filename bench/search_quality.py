@@ -10,6 +10,9 @@ Runs, each as the command a user would type:
   (a) the search (main_controller_child_trainer.py) for --search_epochs, once per ENAS variant
       (--enas_variants NAME=FLAGS; its extra flags --enas_args, then FLAGS);
   (b) the same search with --random_search (cells drawn uniformly, controller never trained);
+  both end with the search's final stage (--final_train_top_k, default 3) unless the flags turn
+  it off, and such a search runs as a copy of the same search with --final_train_top_k 0 that
+  runs only its end (so a variant "shared=--final_train_top_k 0" costs no search of its own);
   (c) retrains (main_child_trainer.py) the best cell of each (a), the best cell of (b),
       --num_random cells drawn uniformly at random and the --reference_arcs cells (default: the
       authors' and the PNG fork's published CIFAR-10 cells, B = 5; skipped with a note for
@@ -44,6 +47,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import cache_key  # noqa: E402
+import progress  # noqa: E402
 import quality_summary  # noqa: E402
 import search_space  # noqa: E402
 from errors import UserError  # noqa: E402
@@ -149,10 +153,10 @@ def run(script, flags, log_path):
 
 
 def search_flags(args, extra):
-    """Every flag of a search but its output_dir: the data, cells and seed, --search_epochs, extra
-    (e.g. --random_search) and --search_args."""
-    return common_flags(args) + ["--num_epochs", str(args.search_epochs)] + extra + shlex.split(
-        args.search_args)
+    """Every flag of a search but its output_dir: the data, cells and seed, --search_epochs,
+    --search_args and extra (e.g. --random_search; last, so a variant's flag wins)."""
+    return common_flags(args) + ["--num_epochs", str(args.search_epochs)] + shlex.split(
+        args.search_args) + extra
 
 
 FINAL_STAGE_FLAGS = ("--final_train_top_k", "--final_train_epochs")
@@ -161,15 +165,15 @@ FINAL_STAGE_FLAGS = ("--final_train_top_k", "--final_train_epochs")
 def search_dir(args, work_dir, kind, extra):
     """Runs a search into a folder of work_dir named by kind and the cache key of its flags
     (search_flags, resolved) and data (cache_key.run_key), unless that folder already holds a
-    finished one; returns the folder. A search with a final stage (FINAL_STAGE_FLAGS) starts
-    from a copy of the same search without it (run first if need be) and so runs only its end:
-    the stage does not change the search before it."""
+    finished one; returns the folder. A search with a final stage (the default, or
+    FINAL_STAGE_FLAGS) starts from a copy of the same search with --final_train_top_k 0 (run
+    first if need be) and so runs only its end: the stage does not change the search before it."""
     flags = search_flags(args, extra)
-    out = os.path.join(work_dir, "search_{}_seed{}_{}".format(
-        kind, args.seed, cache_key.run_key("search", flags)[:12]))
+    key = cache_key.run_key("search", flags)
+    out = os.path.join(work_dir, "search_{}_seed{}_{}".format(kind, args.seed, key[:12]))
     if not os.path.exists(os.path.join(out, "best_arc.txt")):
-        without_stage = without_flags(extra, FINAL_STAGE_FLAGS)
-        if without_stage != extra and not os.path.exists(out):
+        without_stage = without_flags(extra, FINAL_STAGE_FLAGS) + ["--final_train_top_k", "0"]
+        if cache_key.run_key("search", search_flags(args, without_stage)) != key and not os.path.exists(out):
             shutil.copytree(search_dir(args, work_dir, kind, without_stage), out,
                             ignore=shutil.ignore_patterns("best_arc*"))
         run("main_controller_child_trainer.py", flags + ["--output_dir", out], out + ".log")
@@ -221,11 +225,11 @@ def retrained(args, work_dir, arc):
 
 def retrain(flags, out):
     """Retrains with flags (retrain_flags) into out; returns (valid_acc, test_acc) of its last
-    evaluation."""
-    stdout = run("main_child_trainer.py", flags + ["--output_dir", out], out + ".log")
-    valid = re.findall(r"^valid_accuracy: (\S+)", stdout, re.M)
-    test = re.findall(r"^test_accuracy: (\S+)", stdout, re.M)
-    return float(valid[-1]), float(test[-1])
+    evaluation, from its progress.tsv (a rerun of a retraining stopped after its last epoch, while
+    exporting, prints none)."""
+    run("main_child_trainer.py", flags + ["--output_dir", out], out + ".log")
+    log = progress.ProgressLog(out)
+    return tuple(float(log.series(name)[1][-1]) for name in ("valid_acc", "test_acc"))
 
 
 def enas_flags(args, flags):

@@ -149,13 +149,14 @@ def test_random_search_is_reported_as_uniform_draws():
 
 def test_search_end_to_end_then_retrain_best_arc(rgb_dirs, tmp_path):
     """In the GPU layout (--data_format NCHW; the other end-to-end runs use NHWC), on a colour
-    folder without --channel: the search, then the retraining command it prints with only
-    size flags added, which takes the search's data flags (folders, channel 3, img_size,
-    child_num_cells), and a SavedModel that takes NHWC uint8 RGB images."""
+    folder without --channel: the search with its default final stage (1 epoch here), then the
+    retraining command it prints with only size flags added, which takes the search's data
+    flags (folders, channel 3, img_size, child_num_cells), and a SavedModel that takes NHWC
+    uint8 RGB images."""
     out = str(tmp_path / "search")
     r = _run("main_controller_child_trainer.py", data_flags(rgb_dirs) + TINY + [
         "--data_format", "NCHW", "--num_epochs", "2", "--controller_train_steps", "2", "--controller_num_aggregate", "2",
-        "--controller_num_final_arcs", "2", "--output_dir", out])
+        "--controller_num_final_arcs", "2", "--final_train_epochs", "1", "--output_dir", out])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "--channel not given: the training images are colour, read as RGB (channel 3)" in r.stdout
     assert "train: 48 images, 3 classes, 8x8x3" in r.stdout
@@ -166,7 +167,10 @@ def test_search_end_to_end_then_retrain_best_arc(rgb_dirs, tmp_path):
     samples = [row for row in rows if row[1] == "sample"]
     finals = [row for row in rows if row[1] == "final"]
     uniform = [row for row in rows if row[1] == "uniform"]
-    assert len(samples) + len(finals) + len(uniform) == len(rows)
+    short = [row for row in rows if row[1] == "short_train"]  # every distinct candidate: 2 < K = 3
+    assert len(samples) + len(finals) + len(uniform) + len(short) == len(rows)
+    shared = {row[2]: float(row[3]) for row in reversed(finals)}  # an arc's first score
+    assert [row[2] for row in short] == sorted(dict.fromkeys(row[2] for row in finals), key=lambda a: -shared[a])
     assert sorted(int(row[0]) for row in samples) == [1] * 10 + [2] * 10
     assert len(finals) == len(uniform) == 2
     for row in rows:
@@ -179,9 +183,9 @@ def test_search_end_to_end_then_retrain_best_arc(rgb_dirs, tmp_path):
 
     with open(os.path.join(out, "best_arc.txt")) as f:
         best = f.read().strip()
-    best_acc = max(float(row[3]) for row in finals)
-    assert best in [row[2] for row in finals if float(row[3]) == best_acc]
-    assert "Best architecture: " + best in r.stdout
+    best_acc = max(float(row[3]) for row in short)
+    assert best in [row[2] for row in short if float(row[3]) == best_acc]
+    assert "Chosen by short training: " + best in r.stdout and "Best architecture: " + best in r.stdout
     _check_worth_report(r.stdout, finals, uniform)
     assert len(STEP_LINE.findall(r.stdout)) == 6
     assert len(re.findall(r"^ctrl_step = ", r.stdout, re.M)) == 2 * 2 * 2

@@ -205,10 +205,11 @@ def cells_by_step(*logs):
 
 
 def test_search_on_two_workers_trains_one_cell_per_step_and_resumes(cluster_data, tmp_path):
-    """A tiny search on 1 ps + 2 workers, stopped with Ctrl-C after its first epoch and rerun."""
+    """A tiny search on 1 ps + 2 workers, stopped with Ctrl-C after its first epoch and rerun;
+    its chief ends it with the default final stage (1 epoch here), trained in its own process."""
     out, epochs, steps_per_epoch = str(tmp_path / "out"), 3, 2 * TRAIN_PER_CLASS // (2 * 16)
     args = data_flags(cluster_data) + SEARCH_TINY + ["--num_epochs", str(epochs), "--output_dir", out,
-                                                     "--sync_timeout_secs", "120"]
+                                                     "--sync_timeout_secs", "120", "--final_train_epochs", "1"]
     logs = []
     for attempt in ("stopped", "resumed"):
         os.makedirs(str(tmp_path / attempt))
@@ -243,7 +244,7 @@ def test_search_on_two_workers_trains_one_cell_per_step_and_resumes(cluster_data
     assert not [f for f in os.listdir(out) if "worker" in f or "ps" in f]
     assert "Best architecture: " in stdout
     normal, reduce = search_space.parse_arc(os.path.join(out, "best_arc.txt"), num_cells=2)
-    assert search_space.arc_to_string(normal, reduce) in stdout
+    assert "Chosen by short training: " + search_space.arc_to_string(normal, reduce) in stdout
 
 
 def test_search_with_a_backup_worker_drops_stale_steps_and_stops_when_a_worker_dies(cluster_data,

@@ -71,7 +71,6 @@ def test_choice_with_k_above_the_candidates_or_zero(tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.parametrize("flags, name", [
-    (["--final_train_top_k", "5"], "--final_train_top_k"),   # above --controller_num_final_arcs 4
     (["--final_train_top_k", "-1"], "--final_train_top_k"),
     (["--final_train_top_k", "2", "--final_train_epochs", "0"], "--final_train_epochs")])
 def test_bad_stage_flags_stop_before_anything_is_written(flags, name, runner, search_data, tmp_path):  # noqa: F811

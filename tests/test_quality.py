@@ -39,6 +39,27 @@ def test_a_final_stage_variant_searches_as_the_variant_without_its_stage():
     assert search_quality.without_flags(extra[:2], search_quality.FINAL_STAGE_FLAGS) == extra[:2]
 
 
+def test_a_search_with_the_default_stage_is_a_copy_of_the_one_without(tmp_path, monkeypatch):
+    """The default search (final stage on) runs as a copy of the --final_train_top_k 0 search,
+    which runs first; a search whose flags turn the stage off is no copy of anything."""
+    runs = []
+
+    def run(script, flags, log_path):  # a finished search: its best_arc.txt and its own file
+        out = flags[flags.index("--output_dir") + 1]
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "best_arc.txt"), "w") as f:
+            f.write(B1_ARC)
+        open(os.path.join(out, "ran_{}".format(len(runs))), "w").close()
+        runs.append(flags[:-2])
+    monkeypatch.setattr(search_quality, "run", run)
+    args = search_quality.parse_args(["--data_dir", str(tmp_path / "d"), "--num_cells", "1"])
+    default = search_quality.search_dir(args, str(tmp_path), "enas", [])
+    assert [r[-2:] for r in runs] == [["--final_train_top_k", "0"], ["--num_epochs", "10"]]
+    assert sorted(os.listdir(default)) == ["best_arc.txt", "ran_0", "ran_1"]  # ran_0: copied
+    off = search_quality.search_dir(args, str(tmp_path), "enas", ["--final_train_top_k=0"])
+    assert len(runs) == 2 and sorted(os.listdir(off)) == ["best_arc.txt", "ran_0"]
+
+
 def test_references_are_checked_arcs_of_their_own_b(tmp_path):
     args = search_quality.parse_args(["--data_dir", "d"])
     assert args.reference_arcs == [("authors", search_quality.AUTHORS_ARC),

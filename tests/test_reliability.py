@@ -287,11 +287,12 @@ def read_arcs(path):
 FINAL_TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "2",
               "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1", "--seed", "0",
               "--n_aug_img", "2", "--child_cutout_size", "4", "--child_fixed_arc", ARC16]
-# Search: B = 1 node per cell halves the (slow) search graph build against B = 2.
+# Search: B = 1 node per cell halves the (slow) search graph build against B = 2; the final stage
+# off (test_final_stage.py tests it; test_cli.py's end-to-end search runs it).
 SEARCH_TINY = ["--img_size", "8", "--child_num_layers", "0", "--child_num_cells", "1",
                "--child_out_filters", "4", "--batch_size", "16", "--log_every", "1",
                "--controller_train_steps", "2", "--controller_num_aggregate", "1",
-               "--controller_num_final_arcs", "2", "--controller_bl_dec", "0.5"]
+               "--controller_num_final_arcs", "2", "--controller_bl_dec", "0.5", "--final_train_top_k", "0"]
 FINAL_BATCHES = 16   # 2 classes x 64 train images x n_aug_img 2 / batch 16
 SEARCH_BATCHES = 10  # 2 classes x 80 train images / batch 16
 
@@ -555,7 +556,7 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
         "--data_dir", os.path.dirname(search_data[0]), "--img_size", "8", "--num_cells", "1",
         "--search_epochs", "1", "--retrain_epochs", "1", "--num_random", "2",
         "--search_args", small + " --controller_train_steps 1 --controller_num_aggregate 1 "
-                                 "--controller_num_final_arcs 2",
+                                 "--controller_num_final_arcs 2 --final_train_top_k 0",
         "--retrain_args", small + " --n_aug_img 1", "--work_dir", str(work)]
     search_quality.main(argv)
     stdout = capsys.readouterr().out
@@ -573,6 +574,7 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     picks = {r[3].strip() for r in rows if not r[0].startswith("random")}
     with open(work / "retrained.json") as f:
         assert {key.split(" | ")[0] for key in list(json.load(f))[:len(picks)]} == picks
+    a_finished_retraining_reruns_to_its_figures(search_quality, argv, work)
     monkeypatch.setattr(search_quality, "run", None)  # a rerun reuses every search and retraining
     search_quality.main(argv)
     assert capsys.readouterr().out == stdout
@@ -592,6 +594,16 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
     assert re.search(r"^enas:lr\s+enas:default\s+[+-]\d\.\d{4}\s+nan\s+.*\s[01]/1$",
                      capsys.readouterr().out, re.M)
     final_stage_variant_is_the_defaults_end(search_quality, run, argv, work, monkeypatch)
+
+
+def a_finished_retraining_reruns_to_its_figures(search_quality, argv, work):
+    """search_quality.retrain on the folder of a finished retraining (its rerun prints no
+    accuracies) returns the figures the first run cached."""
+    with open(work / "retrained.json") as f:
+        key, accs = next(iter(json.load(f).items()))
+    arc, run_key = key.split(" | ")
+    flags = search_quality.retrain_flags(search_quality.parse_args(argv), arc)
+    assert list(search_quality.retrain(flags, str(work / ("retrain_" + run_key[:12])))) == accs
 
 
 def final_stage_variant_is_the_defaults_end(search_quality, run, argv, work, monkeypatch):
