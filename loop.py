@@ -43,12 +43,13 @@ def progress_line(step, steps_per_epoch, num_epochs, first_step, elapsed_s, now=
 class Progress(object):
     """The run's Progress lines: at every epoch end, FIRST_ESTIMATE_STEPS steps into this
     process's run (an early estimate), and within a long epoch every PROGRESS_EVERY_S.
-    scoring_cells: the cells a search scores after its last epoch (named, not estimated)."""
+    after_last_epoch: what a search does after its last epoch, in words (named, not estimated:
+    it has not run yet), or None."""
 
-    def __init__(self, first_step, steps_per_epoch, num_epochs, scoring_cells=0):
+    def __init__(self, first_step, steps_per_epoch, num_epochs, after_last_epoch=None):
         self.start = self.last_line = time.time()
         self.first_step, self.steps_per_epoch, self.num_epochs = first_step, steps_per_epoch, num_epochs
-        self.scoring_cells = scoring_cells
+        self.after_last_epoch = after_last_epoch
 
     def mins(self):
         """Minutes since the loop started (the log lines' mins)."""
@@ -72,8 +73,8 @@ class Progress(object):
         self.last_line = time.time()
         line = progress_line(step, self.steps_per_epoch, self.num_epochs, self.first_step,
                              self.last_line - self.start)
-        if self.scoring_cells:  # not in the estimate: it has not run yet
-            line += ", then the scoring of {} cells".format(self.scoring_cells)
+        if self.after_last_epoch:
+            line += ", then " + self.after_last_epoch
         print(line, flush=True)
 
 
@@ -132,7 +133,7 @@ class Loop(object):
         self.epochs_done = int(sess.run(g.epochs_done))
         self.records = evaluation.Records(flags.output_dir, search, self.epochs_done)
         self.progress = Progress(self.global_step(), g.num_train_batches, flags.num_epochs,
-                                 2 * flags.controller_num_final_arcs if search else 0)
+                                 search_end.after_last_epoch(flags) if search else None)
         self.steps = ChildSteps(sess, g.train, flags, self.records, self.progress, sync)
         self.evaluation = evaluation.Evaluation(sess, g, data, search, self.records,
                                                 evaluation.eval_splits(flags))

@@ -4,6 +4,7 @@ uniformly drawn cells).
 
   pick_best_arc(sess, g, data, flags, records, epoch_s)   the whole end (a finished search's
                                                  rerun only reprints the answer)
+  after_last_epoch(flags) -> that end in words, for the progress lines
   score_final_arcs(sess, g, data, flags, records) -> (best final arc string, its valid_acc)
   report_final_scores(final_accs, uniform_accs, random_search)   prints final_scores_lines:
                                                  what the answer is worth, in words
@@ -46,6 +47,17 @@ def pick_best_arc(sess, g, data, flags, records, epoch_s=None):
           records_lib.retrain_command(flags, best_path))
     print("or, for a check in minutes:\n  " + records_lib.retrain_command(flags, best_path) +
           " --num_epochs 10 --child_num_layers 6 --n_aug_img 1 --output_dir output/final_quick")
+
+
+def after_last_epoch(flags):
+    """What pick_best_arc does, in words: 'the scoring of 2N cells' (N final candidates and N
+    uniform cells), and the final stage's trainings if it has one."""
+    words = "the scoring of {} cells".format(2 * flags.controller_num_final_arcs)
+    if flags.final_train_top_k:
+        epochs = flags.final_train_epochs
+        words += " and {} trained alone for {} epoch{} each".format(
+            min(flags.final_train_top_k, flags.controller_num_final_arcs), epochs, "s" * (epochs != 1))
+    return words
 
 
 def score_final_arcs(sess, g, data, flags, records):

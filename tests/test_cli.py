@@ -187,12 +187,14 @@ def test_search_end_to_end_then_retrain_best_arc(rgb_dirs, tmp_path):
     assert best in [row[2] for row in short if float(row[3]) == best_acc]
     assert "Chosen by short training: " + best in r.stdout and "Best architecture: " + best in r.stdout
     _check_worth_report(r.stdout, finals, uniform)
-    assert len(STEP_LINE.findall(r.stdout)) == 6
+    search_log = r.stdout.split("\nScoring ")[0]
+    assert len(STEP_LINE.findall(search_log)) == 6 and len(STEP_LINE.findall(r.stdout)) == 6 + 2 * 3
     assert len(re.findall(r"^ctrl_step = ", r.stdout, re.M)) == 2 * 2 * 2
     # where the run is, and when it ends: a line per epoch with k/N and the time left
     assert "Search: 2 epochs of 3 child steps (6 steps); --num_epochs sets how many" in r.stdout
     progress = re.findall(r"^Progress: epoch (\d)/2, step (\d)/6, \d+\.\d min so far, about "
-                          r"\d+\.\d min left \(ends about \d\d:\d\d\), then the scoring of 4 cells$",
+                          r"\d+\.\d min left \(ends about \d\d:\d\d\), then the scoring of 4 cells and 2 "
+                          r"trained alone for 1 epoch each$",
                           r.stdout, re.M)
     assert progress == [("1", "3"), ("2", "6")], r.stdout
     assert "Epoch 1: Training controller (2 updates of 2 sampled cells)" in r.stdout
