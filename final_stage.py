@@ -50,7 +50,8 @@ def pick(data, flags, records, shared_best, epoch_s=None):
     """The search's answer after score_final_arcs (shared_best: its (arc, valid_acc)): that one
     with --final_train_top_k 0, else the best of the top candidates trained alone, whose valid
     accuracies go to arcs.tsv (source SOURCE). records: the loop's evaluation.Records; epoch_s:
-    seconds per search epoch (None: not timed), for the estimate printed before the stage."""
+    seconds per epoch of the search's child steps (None: not timed), for the estimate printed
+    before the stage."""
     if not flags.final_train_top_k:
         print("Chosen by the shared-weight score (--final_train_top_k 0)")
         return shared_best
@@ -77,8 +78,9 @@ def _final_scores(arcs_path):
 
 def train_candidates(data, flags, arcs, epoch_s=None):
     """Trains each arc (best shared score first) alone, or takes its accuracy from an earlier
-    run's folder; prints how long that takes before it starts (from epoch_s, the search's seconds
-    per epoch: an upper bound) and after the first one it trains (how long the others will take).
+    run's folder; prints how long that takes before it starts (from epoch_s, the seconds per
+    epoch of the search's child steps) and after the first one it trains (how long the others
+    will take).
     Returns their valid accuracies after final_train_epochs epochs."""
     epochs = flags.final_train_epochs
     folders = [os.path.join(flags.output_dir, FOLDER, "{}ep_{}".format(epochs, arc.replace(" ", "-")))
@@ -103,16 +105,16 @@ def train_candidates(data, flags, arcs, epoch_s=None):
 
 
 def before_line(epoch_s, epochs):
-    """The stage's time before it starts: `epochs` epochs of cells trained alone, at most as long
-    as as many search epochs of epoch_s seconds (a search epoch also trains the controller and a
-    cell alone steps faster); epoch_s None: not known yet."""
+    """The stage's time before it starts: `epochs` epochs of cells trained alone at epoch_s
+    seconds each, the pace of the search's child steps (a cell alone steps alike; its graph
+    build and one evaluation come on top); epoch_s None: not known yet."""
     if epoch_s is None:
         return "Short training: {} epochs in all; their time is printed after the first candidate " \
-               "(no search epoch was timed in this run)".format(epochs)
+               "(no search step was timed in this run)".format(epochs)
     seconds = epoch_s * epochs
-    return ("Short training: {} epochs in all, at most about {:.1f} min (this search's {:.2f} min per "
-            "epoch; ends by about {})".format(epochs, seconds / 60.0, epoch_s / 60.0,
-                                               time.strftime("%H:%M", time.localtime(time.time() + seconds))))
+    return ("Short training: {} epochs in all, about {:.1f} min (the search's child steps took {:.2f} "
+            "min per epoch; ends about {})".format(epochs, seconds / 60.0, epoch_s / 60.0,
+                                                    time.strftime("%H:%M", time.localtime(time.time() + seconds))))
 
 
 def estimate_line(seconds, left):

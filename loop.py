@@ -61,13 +61,6 @@ class Progress(object):
                                             or time.time() - self.last_line > PROGRESS_EVERY_S):
             self.print_line(step)
 
-    def seconds_per_epoch(self, step):
-        """Seconds per epoch at this process's pace up to `step` (child steps, eval and a search's
-        controller phases alike), or None before its first step."""
-        if step <= self.first_step:
-            return None
-        return (time.time() - self.start) / (step - self.first_step) * self.steps_per_epoch
-
     def print_line(self, step):
         """Prints progress_line for this step and restarts the clock of the mid-epoch lines."""
         self.last_line = time.time()
@@ -93,13 +86,21 @@ class ChildSteps(object):
         # a cluster's chief also reads the workers' step counts and the cell of the step
         self.cluster_fetches = (sync.worker_steps, train.cell or ()) if sync else ((), ())
         self.epoch_losses = []
+        self.run_seconds, self.runs = 0.0, 0
+
+    def seconds_per_epoch(self, steps_per_epoch):
+        """Seconds per epoch of this process's child steps alone (no eval, no controller phase:
+        the pace of a cell trained alone), or None before its first step."""
+        return self.run_seconds / self.runs * steps_per_epoch if self.runs else None
 
     def run(self, prev_step):
         """One training step after global step prev_step; returns the global step after it (on a
         cluster, other workers' updates may have moved it further). NonFiniteLoss on a NaN or
         Inf loss."""
+        start = time.time()
         (loss, step, lr, grad_norm, train_acc, batch, _), (worker_steps, cell) = self.sess.run(
             (self.fetches, self.cluster_fetches), options=self.sync.run_options() if self.sync else None)
+        self.run_seconds, self.runs = self.run_seconds + time.time() - start, self.runs + 1
         step = int(step)
         if self.sync:
             self.sync.check_workers(worker_steps)
@@ -164,7 +165,7 @@ class Loop(object):
             self.interrupted()
         if self.search:
             search_end.pick_best_arc(self.sess, self.g, self.data, self.flags, self.records,
-                                     self.progress.seconds_per_epoch(step))
+                                     self.steps.seconds_per_epoch(self.num_train_batches))
         if self.sync:
             print("Steps per worker: {}".format(" ".join(
                 str(n) for n in self.sess.run(self.sync.worker_steps))))

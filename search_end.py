@@ -29,7 +29,7 @@ def pick_best_arc(sess, g, data, flags, records, epoch_s=None):
     with --final_train_top_k trains the best alone (final_stage.pick) unless best_arc.txt exists;
     writes best_arc.txt, draws the cell, prints how to retrain it.
     g: the search's graph.Graph in sess; records: the loop's evaluation.Records; epoch_s: seconds
-    per search epoch in this process (None: not timed), for the final stage's estimate."""
+    per epoch of this process's child steps (None: not timed), for the final stage's estimate."""
     best_path = os.path.join(flags.output_dir, "best_arc.txt")
     if os.path.exists(best_path):
         best_arc, best_acc = open(best_path).read().strip(), None
