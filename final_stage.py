@@ -106,14 +106,15 @@ def train_candidates(data, flags, arcs, epoch_s=None):
 
 def before_line(epoch_s, epochs):
     """The stage's time before it starts: `epochs` epochs of cells trained alone at epoch_s
-    seconds each, the pace of the search's child steps (a cell alone steps alike; its graph
-    build and one evaluation come on top); epoch_s None: not known yet."""
+    seconds each, the pace of the search's child steps: an upper bound, as a search's step also
+    samples its cell and reads it from the shared weights (on the shipped digits a cell alone
+    took 0.57 of it, its graph build and one evaluation included); epoch_s None: not known yet."""
     if epoch_s is None:
         return "Short training: {} epochs in all; their time is printed after the first candidate " \
                "(no search step was timed in this run)".format(epochs)
     seconds = epoch_s * epochs
-    return ("Short training: {} epochs in all, about {:.1f} min (the search's child steps took {:.2f} "
-            "min per epoch; ends about {})".format(epochs, seconds / 60.0, epoch_s / 60.0,
+    return ("Short training: {} epochs in all, at most about {:.1f} min (the search's child steps took "
+            "{:.2f} min per epoch; ends by about {})".format(epochs, seconds / 60.0, epoch_s / 60.0,
                                                     time.strftime("%H:%M", time.localtime(time.time() + seconds))))
 
 

@@ -55,8 +55,8 @@ def test_choice_by_short_training_ties_to_the_better_shared_rank(tmp_path, monke
 
 def test_the_time_before_the_stage_is_the_search_child_steps_pace_or_said_unknown():
     assert final_stage.before_line(90.0, 6).startswith(
-        "Short training: 6 epochs in all, about 9.0 min (the search's child steps took 1.50 min per "
-        "epoch; ")
+        "Short training: 6 epochs in all, at most about 9.0 min (the search's child steps took 1.50 min "
+        "per epoch; ends by about ")
     assert final_stage.before_line(None, 6) == ("Short training: 6 epochs in all; their time is printed "
                                                 "after the first candidate (no search step was timed "
                                                 "in this run)")
@@ -134,8 +134,8 @@ def test_search_trains_its_top_candidates_alone_and_answers_the_best(reference):
                 saved["child_out_filters"]) == ("final", arc, 0, 4)
         assert round(final_stage.short_train_acc(folder, 2), 4) == acc
     best = max(range(2), key=lambda i: (accs[i], -i))
-    before = re.search(r"^Short training: 4 epochs in all, about \d+\.\d min \(the search's child steps "
-                       r"took \d+\.\d\d min per epoch; ends about \d\d:\d\d\)$", run.stdout, re.M)
+    before = re.search(r"^Short training: 4 epochs in all, at most about \d+\.\d min \(the search's child "
+                       r"steps took \d+\.\d\d min per epoch; ends by about \d\d:\d\d\)$", run.stdout, re.M)
     assert before and before.start() < run.stdout.index("Short training 1 of 2: "), run.stdout[-3000:]
     with open(os.path.join(out, "best_arc.txt")) as f:
         assert f.read() == shorts[best][2] + "\n"
