@@ -158,9 +158,11 @@ def finetune(sess, g, arc, steps):
 # ------------------------------------------------------------------------------- the runs
 def sampler_run(args):
     """(kind, extra flags) of the search that trains the shared child with --sampler: uniform
-    cells are the search_quality bench's random search, the controller its ENAS search."""
-    return ("random", ["--random_search"]) if args.sampler == "uniform" else (
+    cells are the search_quality bench's random search, the controller its ENAS search; both
+    without the final stage (--final_train_top_k 0): the shared child is what is ranked."""
+    kind, extra = ("random", ["--random_search"]) if args.sampler == "uniform" else (
         "enas", shlex.split(args.enas_args))
+    return kind, extra + ["--final_train_top_k", "0"]
 
 
 def search_argv(args, search_dir):
