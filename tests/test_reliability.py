@@ -550,8 +550,7 @@ def test_search_quality_bench_end_to_end(runner, search_data, tmp_path, monkeypa
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
     monkeypatch.setattr(search_quality, "run", run)
-    small = "--child_num_layers 0 --child_out_filters 4 --batch_size 16"
-    work = tmp_path / "work"
+    small, work = "--child_num_layers 0 --child_out_filters 4 --batch_size 16", tmp_path / "work"
     argv = [
         "--data_dir", os.path.dirname(search_data[0]), "--img_size", "8", "--num_cells", "1",
         "--search_epochs", "1", "--retrain_epochs", "1", "--num_random", "2",
