@@ -2,9 +2,10 @@
 alone for a few epochs, and the best of those by valid accuracy as the search's answer.
 
 Shared-weight scores rank cells poorly (README, "How much to trust a search's answer": Kendall tau
-about 0 to 0.2 against retrained accuracy). With --final_train_top_k K (0: the best shared score
-is the answer, as before) the K best distinct final candidates are each trained alone for
---final_train_epochs E epochs by the retraining's own code (trainer.build_and_train, in a graph
+about 0 to 0.2 against retrained accuracy). With --final_train_top_k K (default 3; 0: the best
+shared score is the answer, the original's) the K best distinct final candidates are each
+trained alone for --final_train_epochs E epochs by the retraining's own code
+(trainer.build_and_train, in a graph
 and a session of their own inside the search's process): the search's child (size and flags),
 the search's seed (0 if it has none) for every candidate, no augmentation (n_aug_img 1), one
 cosine LR cycle of E epochs (the LR is set per epoch: E = 1 trains at --child_lr_max), valid and
@@ -108,7 +109,7 @@ def before_line(epoch_s, epochs):
     """The stage's time before it starts: `epochs` epochs of cells trained alone at epoch_s
     seconds each, the pace of the search's child steps: an upper bound, as a search's step also
     samples its cell and reads it from the shared weights (on the shipped digits a cell alone
-    took 0.57 of it, its graph build and one evaluation included); epoch_s None: not known yet."""
+    took 0.6 to 0.8 of it, its graph build and one evaluation included); epoch_s None: not known yet."""
     if epoch_s is None:
         return "Short training: {} epochs in all; their time is printed after the first candidate " \
                "(no search step was timed in this run)".format(epochs)
