@@ -5,8 +5,8 @@ Shared-weight scores rank cells poorly (README, "How much to trust a search's an
 about 0 to 0.2 against retrained accuracy). With --final_train_top_k K (default 3; 0: the best
 shared score is the answer, the original's) the K best distinct final candidates are each
 trained alone for --final_train_epochs E epochs by the retraining's own code
-(trainer.build_and_train, in a graph
-and a session of their own inside the search's process): the search's child (size and flags),
+(trainer.build_and_train, in a graph and a session of their own inside the search's process):
+the search's child (size and flags),
 the search's seed (0 if it has none) for every candidate, no augmentation (n_aug_img 1), one
 cosine LR cycle of E epochs (the LR is set per epoch: E = 1 trains at --child_lr_max), valid and
 test evaluated after the last epoch only. Each trains in
