@@ -110,12 +110,12 @@ class ControllerPhase(object):
         g, rows = self.g, []
         for k in range(num):
             key = reward_lib.sample_key_of(reward_lib.EPOCH_SAMPLE_KIND, epoch * (1 << 20) + k)
+            feed = reward_lib.feed(self.sess, g, key)
             (normal_arc, reduce_arc), valid_acc, entropy = self.sess.run(
-                [g.sampler.sample_arc, g.sampled_valid_acc, g.sampler.sample_entropy],
-                reward_lib.feed(self.sess, g, key))
+                [g.sampler.sample_arc, g.sampled_valid_acc, g.sampler.sample_entropy], feed)
             arc = search_space.arc_to_string(normal_arc, reduce_arc)
             print("{}\nval_acc = {:<6.4f}\n{}".format(arc, valid_acc, "-" * 80))
-            rows.append((epoch, "sample", arc, valid_acc, g.reward_batches.batch_size))
+            rows.append((epoch, "sample", arc, valid_acc, len(feed[g.eval_labels])))
         self.records.add_arcs(rows)
         values = {"search/sampled_valid_acc": np.mean([r[3] for r in rows])}
         if self.flags.random_search:

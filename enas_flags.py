@@ -165,6 +165,10 @@ def _define_controller_flags():
     DEFINE_integer("controller_reward_batch_size", None,
                    "Valid images in each sampled cell's reward (at most the valid set); unset = "
                    "--batch_size, the original's one batch.")
+    DEFINE_integer("controller_reward_batch_from_epoch", None,
+                   "Rewards count --batch_size images until this epoch's controller phase and "
+                   "--controller_reward_batch_size from it on (a larger reward late in the search, "
+                   "where the cells' differences are small); unset = the same size throughout.")
     DEFINE_boolean("controller_common_reward_batch", False,
                    "Score all the samples of a controller update on the same reward batch (common "
                    "random numbers: their rewards differ by their cells only); off = a batch per "
@@ -222,7 +226,8 @@ RANGES = (
     ("controller_lr", "(0, inf)"), ("controller_l2_reg", "[0, inf)"), ("controller_bl_dec", "[0, 1)"),
     ("controller_tanh_constant", "(0, inf)"), ("controller_op_tanh_reduce", "(0, inf)"),
     ("controller_temperature", "(0, inf)"), ("controller_entropy_weight", "[0, inf)"),
-    ("controller_reward_batch_size", "[1, inf)"), ("controller_num_aggregate", "[1, inf)"),
+    ("controller_reward_batch_size", "[1, inf)"), ("controller_reward_batch_from_epoch", "[1, num_epochs]"),
+    ("controller_num_aggregate", "[1, inf)"),
     ("controller_train_steps", "[1, inf)"), ("controller_train_every", "[1, inf)"),
     ("uniform_warmup_epochs", "[0, num_epochs)"), ("controller_num_final_arcs", "[1, inf)"),
     ("final_train_top_k", "[0, inf)"), ("final_train_epochs", "[1, inf)"),
@@ -284,6 +289,9 @@ def check_flags(flags, mode):
     if getattr(flags, "controller_baseline", None) == "loo" and flags.controller_num_aggregate < 2:
         raise UserError("--controller_baseline loo needs --controller_num_aggregate >= 2 (the other "
                         "samples of an update), got {}".format(flags.controller_num_aggregate))
+    if getattr(flags, "controller_reward_batch_from_epoch", None) and not flags.controller_reward_batch_size:
+        raise UserError("--controller_reward_batch_size must be given with --controller_reward_batch_from_epoch "
+                        "(the reward's images from that epoch on)")
     if mode == "search" and flags.child_fixed_arc:
         raise UserError("--child_fixed_arc is for main_child_trainer.py; the search samples arcs")
     if mode != "search" and not flags.child_fixed_arc:

@@ -270,9 +270,9 @@ def build(flags, data, fixed_arc, sync=None, start_step=0):
         g.eval_arc = train_arcs
     g.train = _build_train(child, images, labels, train_arcs, cell_step, sync)
     _build_eval(g, child, data, g.eval_arc, search)
+    g.global_step = child.global_step
     if search:
         g.controller.build_trainer(reward_lib.build(g, flags, data), apply_in_train_op=sync is None)
-    g.global_step = child.global_step
     _build_epochs_done(g)
     g.num_params = g.train.num_params
     # One checkpoint is enough to survive a kill: the Saver writes the new one completely, then

@@ -12,7 +12,8 @@ API
   sample_key_of(kind, index)       -> the key, int64 [2]
   controller_keys(run, update, common, task_index=0) -> (cell key, batch key) of a controller sample
   reward_batch(data, batch_size, seed, key) -> the numpy (images, labels) of a key's reward batch
-  RewardBatches(data, batch_size, cell_seed)  a search's reward batches (graph.Graph.reward_batches)
+  RewardBatches(data, batch_size, cell_seed, late=None, global_step=None)
+                                   a search's reward batches (graph.Graph.reward_batches)
   feed(sess, g, key=None, batch_key=None)   the feed_dict that scores key's cell on a reward batch
   controller_reward(accuracy, sample_entropy, entropy_weight) -> the controller's reward tensor
   build(g, flags, data)            a search's reward batches, sampled_valid_acc and reward
@@ -63,17 +64,26 @@ class RewardBatches(object):
     """A search's reward batches: batch_size (int, at most N_valid) valid images per key, drawn
     from (the search's cell_seed, key). cell_seed (int64 [] variable) is checkpointed and the
     chief's on a cluster, so that every process and a resumed run draw the same batch for a key.
-    """
+    late: (size, step): from global step `step` on (global_step, int64 [] variable: the phase of
+    epoch E runs at step E * steps per epoch, on every process), batches hold `size` images
+    instead; None: batch_size throughout."""
 
-    def __init__(self, data, batch_size, cell_seed):
+    def __init__(self, data, batch_size, cell_seed, late=None, global_step=None):
         self.data, self.batch_size, self.cell_seed = data, batch_size, cell_seed
+        self.late, self.global_step = late, global_step
         self._seed = None  # (session, cell_seed's value in it)
+
+    def size(self, sess):
+        """The images (int) of a reward batch drawn now in sess."""
+        if self.late is None or int(sess.run(self.global_step)) < self.late[1]:
+            return self.batch_size
+        return self.late[0]
 
     def __call__(self, sess, key):
         """(images float32 [B,H,W,C], labels int32 [B]) of key in sess (reads cell_seed once)."""
         if self._seed is None or self._seed[0] is not sess:
             self._seed = (sess, int(sess.run(self.cell_seed)))
-        return reward_batch(self.data, self.batch_size, self._seed[1], key)
+        return reward_batch(self.data, self.size(sess), self._seed[1], key)
 
 
 def feed(sess, g, key=None, batch_key=None):
@@ -97,11 +107,19 @@ def controller_reward(accuracy, sample_entropy, entropy_weight):
 
 def build(g, flags, data):
     """A search's reward, once g holds its eval graph (g.eval_correct, g.eval_count: the eval
-    arc's correct predictions and examples in a fed batch), controller and cell_seed. Sets
-    g.reward_batches (a RewardBatches of controller_reward_batch_size, unset: batch_size, images)
-    and g.sampled_valid_acc (float32 []: the eval arc's accuracy on the fed batch). Returns the
+    arc's correct predictions and examples in a fed batch), controller, cell_seed, global_step
+    and num_train_batches. Sets g.reward_batches (a RewardBatches of controller_reward_batch_size
+    images, unset: batch_size; with controller_reward_batch_from_epoch E, batch_size images
+    before epoch E's controller phase and controller_reward_batch_size from it on) and
+    g.sampled_valid_acc (float32 []: the eval arc's accuracy on the fed batch). Returns the
     controller's reward (controller_reward)."""
-    batch_size = min(flags.controller_reward_batch_size or flags.batch_size, len(data["labels"]["valid"]))
-    g.reward_batches = RewardBatches(data, batch_size, g.cell_seed)
+    num_valid = len(data["labels"]["valid"])
+    size = min(flags.controller_reward_batch_size or flags.batch_size, num_valid)
+    from_epoch = flags.controller_reward_batch_from_epoch
+    if from_epoch is None:
+        g.reward_batches = RewardBatches(data, size, g.cell_seed)
+    else:
+        g.reward_batches = RewardBatches(data, min(flags.batch_size, num_valid), g.cell_seed,
+                                         late=(size, from_epoch * g.num_train_batches), global_step=g.global_step)
     g.sampled_valid_acc = tf.cast(g.eval_correct, tf.float32) / tf.cast(g.eval_count, tf.float32)
     return controller_reward(g.sampled_valid_acc, g.controller.sample_entropy, flags.controller_entropy_weight)

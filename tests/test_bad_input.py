@@ -259,8 +259,10 @@ def test_bad_shared_init(runner, data, tmp_path):  # noqa: F811
 @pytest.mark.parametrize("replace,names", [
     ({"--controller_baseline": "mean"}, ["--controller_baseline", "mean"]),
     ({"--controller_baseline": "loo", "--controller_num_aggregate": "1"},
-     ["--controller_baseline loo", "--controller_num_aggregate", "1"])])
-def test_bad_controller_baseline(replace, names, runner, data, tmp_path):  # noqa: F811
+     ["--controller_baseline loo", "--controller_num_aggregate", "1"]),
+    ({"--controller_reward_batch_from_epoch": "1"},
+     ["--controller_reward_batch_size", "--controller_reward_batch_from_epoch"])])
+def test_bad_controller_reward_flags(replace, names, runner, data, tmp_path):  # noqa: F811
     _, dirs = data
     _refused(runner, dirs, [], tmp_path, names, "search", base=_with(ARGS["search"], replace))
 

@@ -467,12 +467,15 @@ def test_controller_train_every_and_eval_every_epochs(runner, search_data, tmp_p
 
 def test_uniform_warmup_and_reward_batch_size(runner, search_data, tmp_path):
     """--uniform_warmup_epochs 1 of 2: the controller's one phase is at the end of epoch 2 (the
-    warm-up never trains it). --controller_reward_batch_size 4 of the 8 valid images: each
-    sampled cell's reward counts 4 images (arcs.tsv's n_images, accuracies in quarters). The
-    reward options run too: --controller_baseline loo with --controller_common_reward_batch, 2
-    samples per update, whose sums the checkpoint holds, emptied by the last update."""
+    warm-up never trains it). --controller_reward_batch_size 4 of the 8 valid images from epoch 2
+    on (--controller_reward_batch_from_epoch 2): the cells sampled at epoch 1's end are scored
+    on --batch_size images (all 8), epoch 2's on 4 (arcs.tsv's n_images, accuracies in
+    quarters). The reward options run too: --controller_baseline loo with
+    --controller_common_reward_batch, 2 samples per update, whose sums the checkpoint holds,
+    emptied by the last update."""
     run, out = _seed1_search(runner, search_data, tmp_path, [
         "--num_epochs", "2", "--uniform_warmup_epochs", "1", "--controller_reward_batch_size", "4",
+        "--controller_reward_batch_from_epoch", "2",
         "--controller_baseline", "loo", "--controller_common_reward_batch", "--controller_num_aggregate", "2"])
     assert re.findall(r"^Epoch (\d+): Training controller", run.stdout, re.M) == ["2"]
     assert int(ckpt_value(out, "controller/train_step")) == int(
@@ -480,8 +483,8 @@ def test_uniform_warmup_and_reward_batch_size(runner, search_data, tmp_path):
     assert len(re.findall(r"^ctrl_step = ", run.stdout, re.M)) == 2 * 2
     assert float(ckpt_value(out, "controller/loo/reward_sum")) == 0.0
     samples = [r for r in read_arcs(os.path.join(out, "arcs.tsv")) if r[1] == "sample"]
-    assert samples and {r[4] for r in samples} == {"4"}
-    assert all(float(r[3]) * 4 == round(float(r[3]) * 4) for r in samples)
+    assert {(r[0], r[4]) for r in samples} == {("1", "8"), ("2", "4")}
+    assert all(float(r[3]) * 4 == round(float(r[3]) * 4) for r in samples if r[0] == "2")
 
 
 def test_end_of_search_scores_uniform_cells_beside_the_controllers(runner, search_data, tmp_path):
