@@ -25,12 +25,16 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_FLAGS = ("train_data_dir", "val_data_dir", "test_data_dir")
 NOT_IN_KEY = ("output_dir", "reset_output_dir")  # where a run goes, not what it computes
+# Flags added after runs were cached, at the value that computes what those runs did: left out of
+# the key at that value, so the runs made before them are still found.
+ADDED_LATER = {"controller_reward_batch_from_epoch": None}
 
 
 def key_of(flags, data):
-    """sha1 hex digest of the resolved flags {name: value} (data folders and NOT_IN_KEY left out)
-    and the data {flag: data_identity}."""
-    kept = {name: value for name, value in flags.items() if name not in NOT_IN_KEY + DATA_FLAGS}
+    """sha1 hex digest of the resolved flags {name: value} (data folders, NOT_IN_KEY and the
+    ADDED_LATER flags at their old behaviour left out) and the data {flag: data_identity}."""
+    kept = {name: value for name, value in flags.items() if name not in NOT_IN_KEY + DATA_FLAGS
+            and not (name in ADDED_LATER and value == ADDED_LATER[name])}
     return hashlib.sha1(json.dumps([kept, data], sort_keys=True).encode()).hexdigest()
 
 

@@ -100,15 +100,18 @@ def test_a_search_is_reused_only_with_the_same_flags(monkeypatch, tmp_path):
 
 def test_the_cache_key_holds_every_resolved_flag_and_the_data():
     """cache_key.key_of: the same resolved flags and data hit; another size, channel count (or a
-    channel left to the data), data folder or data content misses; the output folder is no part."""
+    channel left to the data), data folder or data content misses; the output folder is no part,
+    nor a flag added later at its old behaviour (a value of it misses)."""
     flags = {"mode": "final", "train_data_dir": "d/train", "img_size": 16, "channel": 1, "seed": 0,
              "output_dir": "w/retrain_1", "child_fixed_arc": "0 1 0 1 1 0 1 0"}
     data = {"train_data_dir": ["/d/train", [["0", 8, 800], ["1", 8, 812]]]}
     key = cache_key.key_of(flags, data)
     assert cache_key.key_of(dict(flags), {"train_data_dir": ["/d/train", [["0", 8, 800], ["1", 8, 812]]]}) == key
     assert cache_key.key_of(dict(flags, output_dir="w/retrain_2", train_data_dir="./d/train"), data) == key
+    assert cache_key.key_of(dict(flags, controller_reward_batch_from_epoch=None), data) == key
     misses = [cache_key.key_of(dict(flags, **change), data)
-              for change in ({"img_size": 32}, {"channel": 3}, {"channel": None}, {"seed": 1})]
+              for change in ({"img_size": 32}, {"channel": 3}, {"channel": None}, {"seed": 1},
+                             {"controller_reward_batch_from_epoch": 6})]
     misses += [cache_key.key_of(flags, {"train_data_dir": identity}) for identity in (
         ["/e/train", [["0", 8, 800], ["1", 8, 812]]], ["/d/train", [["0", 9, 900], ["1", 8, 812]]],
         ["/d/train", [["0", 8, 801], ["1", 8, 812]]], ["/d/train", None])]
