@@ -143,3 +143,19 @@ def test_a_retraining_is_reused_only_with_the_same_resolved_flags_and_data(monke
     make_png_dataset(tmp_path / "a", per_class=(9, 2, 2))  # one more training image per class
     retrain(*data_a)
     assert len(retrainings) == 5 and len(set(retrainings)) == 5
+
+
+def test_reward_noise_common_batches_cancel_a_batch_offset():
+    """bench/reward_noise.noise_table on hand-made rewards: each batch shifts every cell's reward
+    by its own offset. On a common batch the offset cancels (noise 0, the cells' order kept:
+    rho 1); a batch per cell mixes the offsets into the order (rho below 1, noise = the offsets'
+    sd)."""
+    import reward_noise
+    whole = np.array([0.30, 0.32, 0.34, 0.36])
+    offsets = np.array([0.0, 0.1, -0.1, 0.05])
+    table = reward_noise.noise_table(whole, whole[None, :] + offsets[:, None])
+    assert table["cells_sd"] == pytest.approx(np.std(whole))
+    assert table["noise_common"] == pytest.approx(0.0, abs=1e-12)
+    assert table["noise_own"] == pytest.approx(np.std(offsets))
+    assert table["rho_common"] == pytest.approx(1.0)
+    assert table["rho_own"] < 0.5
